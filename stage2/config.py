@@ -1,0 +1,10 @@
+"""Stage 2 (MUIsC) inference settings."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class Stage2Config:
+    # Longest feedback sentence generated as the explanation of a rejection, in tokens.
+    max_feedback_tokens: int = 24
