@@ -6,6 +6,7 @@ stays a table of contents and importing it stays cheap (handlers import heavy mo
     module.register(sub)         adds top-level commands (`agpis serve`, `agpis data ...`)
     module.register_train(sub)   adds `agpis train <what>`
     module.register_eval(sub)    adds `agpis eval <what>`
+    module.register_bench(sub)   adds `agpis bench <what>` (plain `agpis bench` drives a server)
 """
 from __future__ import annotations
 
@@ -55,8 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     train = sub.add_parser("train", help="train a model").add_subparsers(dest="what", metavar="WHAT", required=True)
     evaluate = sub.add_parser("eval", help="evaluate a model").add_subparsers(dest="what", metavar="WHAT", required=True)
+    bench = sub.add_parser("bench", help="benchmarks; plain `agpis bench` drives a running server",
+                           description="Benchmarks that print their numbers and write docs/benchmarks.md.")
+    bench_sub = bench.add_subparsers(dest="what", metavar="WHAT", required=False)
     for module in _modules():
-        for hook, target in (("register", sub), ("register_train", train), ("register_eval", evaluate)):
+        for hook, target in (("register", sub), ("register_train", train), ("register_eval", evaluate),
+                             ("register_bench", bench_sub)):
             if hasattr(module, hook):
                 getattr(module, hook)(target)
     return parser
