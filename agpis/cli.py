@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="benchmarks; plain `agpis bench` drives a running server",
                            description="Benchmarks that print their numbers and write docs/benchmarks.md.")
     bench_sub = bench.add_subparsers(dest="what", metavar="WHAT", required=False)
+    from agpis.commands import add_bench_args
+
+    add_bench_args(bench)  # plain `agpis bench` = `agpis bench server`
     for module in _modules():
         for hook, target in (("register", sub), ("register_train", train), ("register_eval", evaluate),
                              ("register_bench", bench_sub)):

@@ -1,0 +1,293 @@
+"""The gRPC service: translates between protos and the pipeline, and nothing more.
+
+    server = AgpisServer(config).start()     # listening at once; health NOT_SERVING
+    server.wait_ready()                      # models loaded and warmed up: SERVING
+    server.stop()                            # health NOT_SERVING, in-flight calls drain
+
+Failures become status codes with a message the caller can act on: INVALID_ARGUMENT (a bad
+request or image, naming the candidate), RESOURCE_EXHAUSTED (too many calls at once),
+DEADLINE_EXCEEDED, UNAVAILABLE (models still loading, shutting down), INTERNAL (a bug: logged
+with an error id that the message repeats).
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import signal
+import threading
+import time
+import uuid
+from concurrent import futures
+from typing import Iterator
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from agpis import metrics
+from agpis.config import Config
+from agpis.convert import decision_to_proto, error_response
+from agpis.images import ImageError, load_candidate
+from agpis.pipeline import QUEUED, DeadlineExceeded, Pipeline, PipelineError
+from agpis.v1 import agpis_pb2 as pb
+from agpis.v1 import agpis_pb2_grpc as pb_grpc
+
+log = logging.getLogger("agpis.service")
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["SequenceService"].full_name
+# Products of one GenerateSequences stream worked on at once (responses keep request order).
+STREAM_WINDOW = 4
+
+
+class CallError(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str):
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+class ModelHolder:
+    """The pipeline in service; swapped atomically when a new model version is promoted."""
+
+    def __init__(self):
+        self._pipeline: Pipeline | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> Pipeline:
+        p = self._pipeline
+        if p is None:
+            raise CallError(grpc.StatusCode.UNAVAILABLE, "models are still loading; retry shortly")
+        return p
+
+    def set(self, pipeline: Pipeline) -> None:
+        with self._lock:
+            self._pipeline = pipeline
+
+    @property
+    def ready(self) -> bool:
+        return self._pipeline is not None
+
+
+class SequenceServicer(pb_grpc.SequenceServiceServicer):
+    def __init__(self, config: Config, models: ModelHolder, review=None):
+        self.config, self.models, self.review = config, models, review
+        self._io = futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="fetch")
+        self._stream_pool = futures.ThreadPoolExecutor(max_workers=STREAM_WINDOW, thread_name_prefix="stream")
+
+    # -- RPCs -----------------------------------------------------------------------------------
+    def GenerateSequence(self, request, context):
+        try:
+            return self._generate(request, context, "GenerateSequence")
+        except CallError as e:
+            context.abort(e.code, e.message)
+
+    def GenerateSequences(self, request_iterator, context) -> Iterator[pb.GenerateSequenceResponse]:
+        window: collections.deque = collections.deque()
+
+        def one(req):
+            try:
+                return self._generate(req, context, "GenerateSequences")
+            except CallError as e:
+                return error_response(req.product_id, e.code.name, e.message)
+
+        for req in request_iterator:
+            window.append(self._stream_pool.submit(one, req))
+            if len(window) >= STREAM_WINDOW:
+                yield window.popleft().result()
+        while window:
+            yield window.popleft().result()
+
+    # -- the work -------------------------------------------------------------------------------
+    def _generate(self, req, context, method: str) -> pb.GenerateSequenceResponse:
+        t0 = time.perf_counter()
+        metrics.INFLIGHT.inc()
+        code = "OK"
+        try:
+            resp = self._run(req, context)
+            metrics.DECISIONS.labels(pb.Status.Name(resp.status)).inc()
+            return resp
+        except CallError as e:
+            code = e.code.name
+            raise
+        except Exception as e:  # noqa: BLE001 - a bug must not take the server down
+            code = "INTERNAL"
+            error_id = uuid.uuid4().hex[:12]
+            metrics.ERRORS.labels("internal").inc()
+            log.exception("internal error", extra={"error_id": error_id, "product_id": req.product_id})
+            raise CallError(grpc.StatusCode.INTERNAL, f"internal error {error_id}: {type(e).__name__}") from e
+        finally:
+            metrics.INFLIGHT.dec()
+            elapsed = time.perf_counter() - t0
+            metrics.REQUESTS.labels(method, code).inc()
+            metrics.LATENCY.labels(method).observe(elapsed)
+            log.info("product", extra={"product_id": req.product_id, "method": method, "code": code,
+                                       "ms": round(elapsed * 1000, 1)})
+
+    def _run(self, req, context) -> pb.GenerateSequenceResponse:
+        cfg = self.config
+        pipeline = self.models.get()
+        _validate_request(req, cfg)
+
+        def check_deadline():
+            if not context.is_active():
+                raise CallError(grpc.StatusCode.CANCELLED, "the caller went away")
+            remaining = context.time_remaining()
+            if remaining is not None and remaining <= 0:
+                raise CallError(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
+
+        t0 = time.perf_counter()
+        jobs = [self._io.submit(load_candidate, c.id, cfg.images,
+                                c.data if c.WhichOneof("source") == "data" else None,
+                                c.uri if c.WhichOneof("source") == "uri" else None)
+                for c in req.candidates]
+        loaded, bad = [], []
+        for job in jobs:
+            try:
+                loaded.append(job.result())
+            except ImageError as e:
+                bad.append(str(e))
+        if bad:
+            raise CallError(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(bad))
+        timings = {"decode": (time.perf_counter() - t0) * 1000}
+        check_deadline()
+
+        opts = req.options
+        try:
+            decision = pipeline.run(
+                req.product_id, req.title, [im for im, _ in loaded], category=req.category,
+                k=opts.sequence_length or None, threshold=opts.threshold if opts.HasField("threshold") else None,
+                explain=opts.explain, check_deadline=check_deadline, timings=timings)
+        except PipelineError as e:
+            raise CallError(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
+        except DeadlineExceeded:
+            raise CallError(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded") from None
+
+        if decision.status == QUEUED and not opts.skip_review and self.review is not None:
+            t0 = time.perf_counter()
+            sources = {c.id: (data if c.WhichOneof("source") == "data" else None,
+                              c.uri if c.WhichOneof("source") == "uri" else None)
+                       for c, (_, data) in zip(req.candidates, loaded)}
+            decision.review = self.review.send(decision, req.title, req.category, sources)
+            decision.timings_ms["queue"] = (time.perf_counter() - t0) * 1000
+            decision.timings_ms["total"] += decision.timings_ms["queue"]
+        metrics.observe_timings(decision.timings_ms)
+        return decision_to_proto(decision)
+
+
+def _validate_request(req, cfg: Config) -> None:
+    if not req.product_id.strip():
+        raise CallError(grpc.StatusCode.INVALID_ARGUMENT, "product_id is empty")
+    if not req.title.strip():
+        raise CallError(grpc.StatusCode.INVALID_ARGUMENT, "title is empty")
+    n = len(req.candidates)
+    if n == 0:
+        raise CallError(grpc.StatusCode.INVALID_ARGUMENT, "no candidate images")
+    if n > cfg.server.max_candidates:
+        raise CallError(grpc.StatusCode.INVALID_ARGUMENT,
+                        f"{n} candidates; the limit is {cfg.server.max_candidates} (server.max_candidates)")
+    for i, c in enumerate(req.candidates):
+        if not c.id:
+            raise CallError(grpc.StatusCode.INVALID_ARGUMENT, f"candidate #{i} has no id")
+        if c.WhichOneof("source") is None:
+            raise CallError(grpc.StatusCode.INVALID_ARGUMENT, f"candidate {c.id!r} has neither data nor uri")
+    if req.options.sequence_length > 10:
+        raise CallError(grpc.StatusCode.INVALID_ARGUMENT,
+                        f"sequence_length {req.options.sequence_length} is too large (at most 10)")
+
+
+class AgpisServer:
+    """One gRPC server: the sequence service, health, reflection, metrics, the review sender."""
+
+    def __init__(self, config: Config, pipeline: Pipeline | None = None, review: bool = True):
+        self.config = config
+        self.models = ModelHolder()
+        self._given_pipeline = pipeline
+        self.review = None
+        if review:
+            from agpis.review import ReviewSender
+
+            self.review = ReviewSender(config.queue)
+        mb = config.server.max_message_mb * 1024 * 1024
+        self.server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=config.server.workers, thread_name_prefix="rpc"),
+            maximum_concurrent_rpcs=config.server.max_concurrent_rpcs,
+            options=[("grpc.max_receive_message_length", mb), ("grpc.max_send_message_length", mb),
+                     ("grpc.so_reuseport", 0)])
+        self.servicer = SequenceServicer(config, self.models, self.review)
+        pb_grpc.add_SequenceServiceServicer_to_server(self.servicer, self.server)
+        self.health = health.HealthServicer(experimental_non_blocking=True)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
+        self.port = self.server.add_insecure_port(f"{config.server.host}:{config.server.port}")
+        if self.port == 0:
+            raise RuntimeError(f"cannot listen on {config.server.host}:{config.server.port}")
+        self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        self._ready = threading.Event()
+        self._load_error: BaseException | None = None
+        self._metrics_httpd = None
+        self.metrics_port = -1
+
+    @property
+    def address(self) -> str:
+        return f"{self.config.server.host}:{self.port}"
+
+    def _set_health(self, status) -> None:
+        for name in ("", SERVICE_NAME):
+            self.health.set(name, status)
+
+    def start(self) -> "AgpisServer":
+        self.server.start()
+        self._metrics_httpd, self.metrics_port = metrics.serve(self.config.server.host, self.config.server.metrics_port)
+        log.info("listening", extra={"address": self.address, "metrics_port": self.metrics_port})
+        threading.Thread(target=self._load, name="model-loader", daemon=True).start()
+        return self
+
+    def _load(self) -> None:
+        try:
+            t0 = time.perf_counter()
+            if self.review is not None:
+                self.review.start()
+            pipeline = self._given_pipeline or Pipeline.load(config=self.config)
+            pipeline.warmup()
+            self.models.set(pipeline)
+            self._set_health(health_pb2.HealthCheckResponse.SERVING)
+            log.info("serving", extra={"model": pipeline.version, "load_s": round(time.perf_counter() - t0, 2),
+                                       **pipeline.model_versions})
+        except BaseException as e:  # noqa: BLE001 - reported through wait_ready() and the health status
+            self._load_error = e
+            log.exception("could not load the models; health stays NOT_SERVING")
+        finally:
+            self._ready.set()
+
+    def wait_ready(self, timeout: float | None = None) -> "AgpisServer":
+        if not self._ready.wait(timeout):
+            raise TimeoutError(f"models not ready after {timeout} s")
+        if self._load_error is not None:
+            raise RuntimeError(f"model loading failed: {self._load_error}") from self._load_error
+        return self
+
+    def swap_pipeline(self, pipeline: Pipeline) -> None:
+        """Serve a new model version from the next call on; calls in flight finish on the old one."""
+        self.models.set(pipeline)
+        log.info("model version in service", extra={"model": pipeline.version})
+
+    def stop(self, grace: float | None = None) -> None:
+        """Stop taking calls, let the ones in flight finish (up to `grace` s), release everything."""
+        grace = self.config.server.grace_s if grace is None else grace
+        self.health.enter_graceful_shutdown()  # NOT_SERVING: load balancers stop sending
+        self.server.stop(grace).wait()
+        if self.review is not None:
+            self.review.close()
+        if self._metrics_httpd is not None:
+            self._metrics_httpd.shutdown()
+            self._metrics_httpd.server_close()
+        log.info("stopped")
+
+    def serve_forever(self) -> None:
+        """Block until SIGTERM/SIGINT, then stop gracefully."""
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        stop.wait()
+        log.info("signal received: draining in-flight calls", extra={"grace_s": self.config.server.grace_s})
+        self.stop()
