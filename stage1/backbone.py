@@ -1,0 +1,193 @@
+"""The one image network of a request: ONE forward pass per image, shared by everything.
+
+Stage 1's primary and non-compliant heads, the duplicate detector's patch features and stage 2's
+image tokens all read the maps returned by `Backbone.features()`.
+
+Default backbone: Google's ImageNet MobileNetV2 1.0/224 imported from TFLite
+(`agpis weights import`, see stage1/tflite_import.py), exported to ONNX and quantised to int8
+(per-channel weights, uint8 activations calibrated on real photos). Measured on the project's
+2-core machine, 7 images at 224: int8 ONNX Runtime ~35-45 ms, float ONNX Runtime ~60-85 ms,
+eager PyTorch ~200-260 ms (`agpis bench stage1` has the current numbers). The int8 maps agree
+with the float ones at cosine 0.997 (pooled final map) and 0.997 (patch map).
+
+CONTRACT with stage 2 (stable; changes are announced in the commit message):
+`Stage1Result.features[candidate_id]` is a `numpy.ndarray`, dtype float32, shape (49, 1280):
+the final 1x1 conv map (after ReLU6, values in [0, 6]) of the FROZEN ImageNet MobileNetV2 for
+the image resized (squashed, whole image) to 224x224, as 7x7 tokens in row-major (y, x) order.
+It never depends on stage 1's trained heads. Compute the same thing for training data with
+`Backbone.features(list_of_rgb_uint8)["final"]` (shape (B, 49, 1280)) or `image_tokens()`.
+
+Other backbones (ResNet, ViT, ... through transformers, from a local directory or a hub id) give
+the same dict through `HFBackbone`; they are for users who have those weights.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+BACKBONE_JSON = "backbone.json"
+ONNX_FILE = "backbone.int8.onnx"
+from stage1.paths import BASE_DIR as DEFAULT_DIR
+
+
+@dataclass
+class Preprocessing:
+    """How an RGB uint8 image becomes the network's input. Travels with the weights."""
+    size: int = 224  # square input; the whole image is resized (squashed), never cropped
+    # x = (pixel - zero_point) * scale: the TFLite file's own input quantisation.
+    zero_point: float = 127.0
+    scale: float = 0.0078431373
+    interpolation: str = "area"  # cv2.INTER_AREA when shrinking, bilinear when enlarging
+
+
+@dataclass
+class BackboneInfo:
+    name: str = "mobilenet_v2_1.0_224"
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    patch_channels: int = 576  # "patch" map: block 13 expansion, stride 16 (14x14 at 224)
+    final_channels: int = 1280  # "final" map: last 1x1 conv, stride 32 (7x7 at 224)
+    patch_stride: int = 16
+    source: str = ""  # file the weights came from
+    source_sha256: str = ""
+    onnx_sha256: str = ""
+    quantisation: str = ""
+
+    @classmethod
+    def read(cls, path: Path) -> "BackboneInfo":
+        d = json.loads(path.read_text())
+        d["preprocessing"] = Preprocessing(**d.get("preprocessing", {}))
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
+        return cls(**d)
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+
+def preprocess(images: list[np.ndarray], p: Preprocessing) -> np.ndarray:
+    """RGB uint8 images of any sizes -> (B, 3, size, size) float32 network input."""
+    import cv2
+
+    out = np.empty((len(images), p.size, p.size, 3), np.float32)
+    for i, im in enumerate(images):
+        if im.ndim != 3 or im.shape[2] != 3 or im.dtype != np.uint8:
+            raise ValueError(f"image {i}: expected (H, W, 3) uint8 RGB, got {im.shape} {im.dtype}")
+        shrink = im.shape[0] >= p.size and im.shape[1] >= p.size
+        interp = cv2.INTER_AREA if shrink and p.interpolation == "area" else cv2.INTER_LINEAR
+        out[i] = cv2.resize(im, (p.size, p.size), interpolation=interp)
+    out -= p.zero_point
+    out *= p.scale
+    return out.transpose(0, 3, 1, 2)  # (B, 3, S, S): a view; ORT copies what it needs
+
+
+class Backbone:
+    """ONNX Runtime session of the int8 MobileNetV2 trunk; see the module docstring."""
+
+    def __init__(self, directory: str | Path = DEFAULT_DIR, threads: int = 1):
+        import onnxruntime as ort
+
+        directory = Path(directory)
+        info_path, onnx_path = directory / BACKBONE_JSON, directory / ONNX_FILE
+        for p in (info_path, onnx_path):
+            if not p.is_file():
+                raise FileNotFoundError(f"{p} is missing; run `agpis weights import` (needs ../shared)")
+        self.info = BackboneInfo.read(info_path)
+        if self.info.onnx_sha256:
+            from stage1.tflite_import import sha256_file
+
+            got = sha256_file(onnx_path)
+            if got != self.info.onnx_sha256:
+                raise ValueError(f"{onnx_path}: sha256 {got} != {self.info.onnx_sha256} in {info_path}")
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        # Spinning threads steal the shared cores from concurrent requests (FACTS.md).
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+        self.directory = directory
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return self.info.preprocessing
+
+    def features(self, images: list[np.ndarray]) -> dict[str, np.ndarray]:
+        """RGB uint8 images -> {"patch": (B, 14, 14, 576), "final": (B, 49, 1280)} float32.
+
+        One batched forward pass. "patch" is channels-last for region pooling; "final" is
+        already the stage 2 token layout (row-major 7x7)."""
+        if not images:
+            return {"patch": np.zeros((0, 14, 14, self.info.patch_channels), np.float32),
+                    "final": np.zeros((0, 49, self.info.final_channels), np.float32)}
+        x = np.ascontiguousarray(preprocess(images, self.preprocessing))
+        patch, final = self.session.run(["patch", "final"], {"x": x})
+        b, c = final.shape[:2]
+        return {"patch": patch.transpose(0, 2, 3, 1), "final": final.reshape(b, c, -1).transpose(0, 2, 1)}
+
+    def image_tokens(self, images: list[np.ndarray]) -> np.ndarray:
+        """(B, 49, 1280) float32: exactly what `Stage1Result.features[id]` holds, batched."""
+        return np.ascontiguousarray(self.features(images)["final"])
+
+
+class HFBackbone:
+    """A transformers vision model (ResNet, ViT, MobileNetV2, ...) from a local directory or a
+    hub id, giving the same {"patch", "final"} dict as `Backbone` (channels-last maps).
+
+    CNNs: "final" is the last feature map, "patch" the last stride-16 hidden state. ViT-like
+    models: the patch tokens (without CLS) serve as both. Preprocessing uses the model's own
+    image processor settings when present (mean/std, size), else ImageNet's.
+    """
+
+    def __init__(self, name_or_path: str, threads: int = 1, local_files_only: bool = True):
+        import torch
+        from transformers import AutoConfig, AutoModel
+
+        torch.set_num_threads(threads)
+        self.config = AutoConfig.from_pretrained(name_or_path, local_files_only=local_files_only)
+        self.model = AutoModel.from_pretrained(name_or_path, local_files_only=local_files_only).eval()
+        size = getattr(self.config, "image_size", 224)
+        size = size if isinstance(size, int) else size[0]
+        mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+        pp = Path(name_or_path) / "preprocessor_config.json"
+        if pp.is_file():
+            d = json.loads(pp.read_text())
+            mean, std = np.array(d.get("image_mean", mean)), np.array(d.get("image_std", std))
+        self.size, self.mean, self.std = size, mean.astype(np.float32), std.astype(np.float32)
+        self.is_vit = hasattr(self.config, "patch_size") and not hasattr(self.config, "hidden_sizes")
+
+    def features(self, images: list[np.ndarray]) -> dict[str, np.ndarray]:
+        import torch
+
+        p = Preprocessing(size=self.size, zero_point=0.0, scale=1 / 255)
+        x = (preprocess(images, p).transpose(0, 2, 3, 1) - self.mean) / self.std  # (B, S, S, 3)
+        with torch.inference_mode():
+            out = self.model(pixel_values=torch.from_numpy(x.transpose(0, 3, 1, 2).astype(np.float32)),
+                             output_hidden_states=True)
+        if self.is_vit:
+            tokens = out.last_hidden_state[:, 1:]  # (B, N, C) without CLS
+            n = int(round(tokens.shape[1] ** 0.5))
+            assert n * n == tokens.shape[1], f"non-square token grid {tokens.shape}"
+            grid = tokens.reshape(tokens.shape[0], n, n, -1).numpy()
+            return {"patch": grid, "final": tokens.numpy()}
+        final = out.last_hidden_state  # (B, C, h, w)
+        target = final.shape[-1] * 2  # stride 16 = twice the final map's width
+        patch = next((h for h in reversed(out.hidden_states) if h.ndim == 4 and h.shape[-1] == target), final)
+        return {"patch": patch.permute(0, 2, 3, 1).numpy(),
+                "final": final.flatten(2).transpose(1, 2).numpy()}
+
+
+def load_backbone(spec: str | Path | None = None, threads: int = 1):
+    """`None` or a directory with backbone.json -> the ONNX MobileNetV2; "hf:<dir or hub id>"
+    -> a transformers model (hub ids need network access; here only local directories work)."""
+    if spec is None:
+        return Backbone(DEFAULT_DIR, threads)
+    spec = str(spec)
+    if spec.startswith("hf:"):
+        # A hub id needs the hub (or its cache); a directory never touches the network.
+        return HFBackbone(spec[3:], threads, local_files_only=Path(spec[3:]).exists())
+    if (Path(spec) / BACKBONE_JSON).is_file():
+        return Backbone(spec, threads)
+    raise ValueError(f"unknown backbone {spec!r}: expected a directory with {BACKBONE_JSON} or 'hf:<dir or hub id>'")

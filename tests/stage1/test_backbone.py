@@ -1,0 +1,157 @@
+"""The shared backbone: the TFLite import, the committed int8 trunk, transformers backbones."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from stage1.backbone import Backbone, BackboneInfo, HFBackbone, load_backbone, preprocess
+from stage1.mobilenet_v2 import MobileNetV2, MobileNetV2Config
+from stage1.paths import BASE_DIR, TFLITE_DIR
+
+torch.set_num_threads(1)
+
+
+def _blobs(seed: int, size: int = 300) -> np.ndarray:
+    """A procedural 'product': coloured ellipses and a stripe on white."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    im = np.full((size, size, 3), 255, np.uint8)
+    for _ in range(4):
+        c = tuple(int(v) for v in rng.integers(0, 255, 3))
+        centre = tuple(int(v) for v in rng.integers(size // 4, 3 * size // 4, 2))
+        axes = tuple(int(v) for v in rng.integers(size // 10, size // 3, 2))
+        cv2.ellipse(im, centre, axes, float(rng.uniform(0, 180)), 0, 360, c, -1)
+    cv2.rectangle(im, (size // 5, size // 2), (4 * size // 5, size // 2 + size // 12), (20, 20, 20), -1)
+    return im
+
+
+def test_mobilenet_tf_padding_matches_transformers():
+    """Our folded-BN MobileNetV2 equals transformers' (tf_padding=True) with identity batch norm."""
+    from transformers import MobileNetV2Config as HFConfig, MobileNetV2Model
+
+    hf = MobileNetV2Model(HFConfig(tf_padding=True, depth_multiplier=1.0, expand_ratio=6,
+                                   first_layer_is_expansion=True, finegrained_output=True,
+                                   hidden_act="relu6", layer_norm_eps=0.001)).eval()
+    ours = MobileNetV2(MobileNetV2Config(num_classes=0)).eval()
+    hf_convs = [m for m in hf.modules() if m.__class__.__name__ == "MobileNetV2ConvLayer"]
+    ours_convs = ours.conv_layers()
+    assert len(hf_convs) == len(ours_convs) == 52
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for h, o in zip(hf_convs, ours_convs):
+            w = torch.randn(h.convolution.weight.shape, generator=g) * 0.1
+            b = torch.randn(h.convolution.weight.shape[0], generator=g) * 0.1
+            h.convolution.weight.copy_(w)
+            o.conv.weight.copy_(w)
+            bn = h.normalization  # identity carrying the bias: (x - 0) / sqrt(1 - eps + eps) * 1 + b
+            bn.weight.fill_(1), bn.bias.copy_(b), bn.running_mean.zero_(), bn.running_var.fill_(1 - bn.eps)
+            o.conv.bias.copy_(b)
+        x = torch.randn(2, 3, 224, 224, generator=g)
+        ref = hf(x).last_hidden_state
+        got = ours.forward_features(x)["final"]
+    assert got.shape == ref.shape == (2, 1280, 7, 7)
+    torch.testing.assert_close(got, ref, atol=1e-4, rtol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def backbone() -> Backbone:
+    if not (BASE_DIR / "backbone.json").is_file():
+        pytest.fail("weights/mobilenet_v2 is not committed; run `agpis weights import`")
+    return Backbone(BASE_DIR, threads=1)
+
+
+def test_committed_backbone_shapes_and_contract(backbone):
+    ims = [_blobs(0), _blobs(1, 500)[:400]]
+    f = backbone.features(ims)
+    assert f["patch"].shape == (2, 14, 14, 576) and f["patch"].dtype == np.float32
+    assert f["final"].shape == (2, 49, 1280) and f["final"].dtype == np.float32
+    assert f["final"].min() >= 0 and f["final"].max() <= 6.01  # ReLU6 output
+    np.testing.assert_array_equal(backbone.image_tokens(ims), f["final"])  # deterministic
+    assert backbone.features([])["final"].shape == (0, 49, 1280)
+
+
+def test_backbone_features_are_meaningful(backbone):
+    """A resized copy stays close; a different product is farther (real pretrained weights)."""
+    import cv2
+
+    a, b = _blobs(3), _blobs(4)
+    a_small = cv2.resize(a, (180, 180), interpolation=cv2.INTER_AREA)
+    f = backbone.features([a, a_small, b])["final"].mean(1)
+    f /= np.linalg.norm(f, axis=1, keepdims=True)
+    assert f[0] @ f[1] > 0.95
+    assert f[0] @ f[2] < f[0] @ f[1] - 0.05
+
+
+def test_backbone_rejects_bad_input(backbone):
+    with pytest.raises(ValueError, match="uint8"):
+        backbone.features([np.zeros((10, 10, 3), np.float32)])
+    with pytest.raises(ValueError, match="expected"):
+        backbone.features([np.zeros((10, 10), np.uint8)])
+
+
+def test_backbone_checks_sha256(tmp_path):
+    import shutil
+
+    for name in ("backbone.json", "backbone.int8.onnx"):
+        shutil.copy(BASE_DIR / name, tmp_path / name)
+    info = BackboneInfo.read(tmp_path / "backbone.json")
+    info.onnx_sha256 = "0" * 64
+    info.write(tmp_path / "backbone.json")
+    with pytest.raises(ValueError, match="sha256"):
+        Backbone(tmp_path)
+    with pytest.raises(ValueError, match="unknown backbone"):
+        load_backbone(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("kind", ["resnet", "vit", "mobilenet_v2"])
+def test_hf_backbones_from_local_directory(tmp_path, kind):
+    """transformers backbones load from a directory (tiny random configs) and give the same dict."""
+    import transformers as tf
+
+    if kind == "resnet":
+        model = tf.ResNetModel(tf.ResNetConfig(embedding_size=8, hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 1, 1]))
+    elif kind == "vit":
+        model = tf.ViTModel(tf.ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
+                                         num_attention_heads=2, intermediate_size=64), add_pooling_layer=False)
+    else:
+        model = tf.MobileNetV2Model(tf.MobileNetV2Config(depth_multiplier=0.35, image_size=64))
+    model.save_pretrained(tmp_path)
+    bb = load_backbone(f"hf:{tmp_path}")
+    assert isinstance(bb, HFBackbone)
+    f = bb.features([_blobs(0, 120), _blobs(1, 90)])
+    assert f["patch"].ndim == 4 and f["patch"].shape[0] == 2
+    assert f["final"].ndim == 3 and f["final"].shape[0] == 2
+    if kind == "vit":
+        assert f["patch"].shape == (2, 4, 4, 32) and f["final"].shape == (2, 16, 32)
+    if kind == "resnet":  # stride 16 map is twice the final map's side
+        assert f["patch"].shape[1] == 2 * int(round(f["final"].shape[1] ** 0.5))
+
+
+def test_preprocess_range():
+    from stage1.backbone import Preprocessing
+
+    x = preprocess([np.full((50, 80, 3), 255, np.uint8), np.zeros((300, 300, 3), np.uint8)], Preprocessing())
+    assert x.shape == (2, 3, 224, 224)
+    assert abs(x[0].max() - 1.0) < 0.01 and abs(x[1].min() + 0.996) < 0.01
+
+
+@pytest.mark.shared
+@pytest.mark.slow
+def test_import_agrees_with_tflite_on_real_photos(shared_dir):
+    """The PyTorch import's top-1 agrees with the TFLite interpreter (ai-edge-litert)."""
+    pytest.importorskip("ai_edge_litert")
+    from stage1.tflite_import import check_photos, import_mobilenet_v2, load_rgb, tflite_predict
+
+    source = shared_dir / TFLITE_DIR / "tf2_mobilenet_v2_1.0_224_ptq.tflite"
+    model, (scale, zp) = import_mobilenet_v2(source)
+    photos = np.stack([load_rgb(p, 224) for p in check_photos(shared_dir)[::2]])
+    x = torch.from_numpy((photos.astype(np.float32) - zp) * scale).permute(0, 3, 1, 2)
+    with torch.no_grad():
+        ours = model(x).softmax(-1).numpy()
+    ref = tflite_predict(source, photos)
+    agree = ours.argmax(1) == ref.argmax(1)
+    assert agree.mean() >= 0.85, agree.mean()
+    # Where TFLite is confident the two must agree.
+    assert agree[ref.max(1) > 0.5].all()
