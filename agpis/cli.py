@@ -52,7 +52,9 @@ def load_config(args: argparse.Namespace):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="agpis", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="agpis", description="AGPIS: automatic generation of product-image sequences (stage 1 + MUIsC), "
+                                  "its gRPC service, review queue and training tools.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     train = sub.add_parser("train", help="train a model").add_subparsers(dest="what", metavar="WHAT", required=True)
     evaluate = sub.add_parser("eval", help="evaluate a model").add_subparsers(dest="what", metavar="WHAT", required=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from agpis.config import ImagesConfig
 from stage1.types import CandidateImage
@@ -143,8 +143,10 @@ def decode(candidate_id: str, data: bytes, cfg: ImagesConfig, uri: str | None = 
                 pixels = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
     except ImageError:
         raise
+    except UnidentifiedImageError:
+        raise ImageError(candidate_id, "not a readable image (unrecognised format)") from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        raise ImageError(candidate_id, f"not a readable image ({type(e).__name__}: {e})") from None
+        raise ImageError(candidate_id, f"not a readable image ({e})") from None
     if exif_swaps(width, height, pixels):
         width, height = height, width
     return CandidateImage(candidate_id, np.ascontiguousarray(pixels), (width, height), uri)

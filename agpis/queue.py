@@ -148,9 +148,12 @@ class ReviewQueue:
                                  f"Rules: {', '.join(r.id for r in rules.RULES)}, {rules.OTHER}")
             if not feedback.strip():
                 raise QueueError("reject needs a sentence of feedback")
-        rows = self.r.xrange(self.cfg.stream, entry_id, entry_id)
+        try:
+            rows = self.r.xrange(self.cfg.stream, entry_id, entry_id)
+        except redis.ResponseError:
+            raise NotPending(f"{entry_id!r} is not a review entry id (they look like 1732000000000-0)") from None
         if not rows:
-            raise NotPending(f"no review entry {entry_id!r} in {self.cfg.stream}")
+            raise NotPending(self._not_pending(entry_id))
         item = self._item(entry_id, rows[0][1])
         decision = ["entry_id", entry_id, "product_id", item.product_id, "reviewer", reviewer,
                     "verdict", "approve" if approved else "reject", "rule", rule, "feedback", feedback,
@@ -158,9 +161,12 @@ class ReviewQueue:
         decision_id = self._verdict(keys=[self.cfg.stream, self.cfg.decisions_stream],
                                     args=[self.cfg.group, entry_id, *decision])
         if not decision_id:
-            raise NotPending(f"entry {entry_id} is not awaiting a verdict: it was decided already or "
-                             f"handed to another reviewer after {self.cfg.claim_idle_s:.0f} s idle")
+            raise NotPending(self._not_pending(entry_id))
         return _s(decision_id)
+
+    def _not_pending(self, entry_id: str) -> str:
+        return (f"entry {entry_id} is not awaiting a verdict: unknown, decided already, or handed to "
+                f"another reviewer after {self.cfg.claim_idle_s:g} s idle")
 
     # -- janitor --------------------------------------------------------------------------------
     def janitor(self) -> dict[str, int]:

@@ -184,6 +184,10 @@ def _validate_request(req, cfg: Config) -> None:
     if n > cfg.server.max_candidates:
         raise CallError(grpc.StatusCode.INVALID_ARGUMENT,
                         f"{n} candidates; the limit is {cfg.server.max_candidates} (server.max_candidates)")
+    ids = [c.id for c in req.candidates]
+    repeated = sorted({i for i in ids if ids.count(i) > 1})
+    if repeated:
+        raise CallError(grpc.StatusCode.INVALID_ARGUMENT, f"candidate ids must be unique; repeated: {', '.join(repeated)}")
     for i, c in enumerate(req.candidates):
         if not c.id:
             raise CallError(grpc.StatusCode.INVALID_ARGUMENT, f"candidate #{i} has no id")

@@ -1,0 +1,48 @@
+"""Test helpers for the service: a deliberately slow stage 1 (to have calls in flight for
+deadline, concurrency and shutdown tests) around the REAL stage 1 of a model version."""
+from __future__ import annotations
+
+import threading
+import time
+
+from agpis.config import Config
+from agpis.pipeline import Pipeline
+from agpis.v1 import agpis_pb2 as pb
+
+
+class SlowStage1:
+    """The real stage 1, after `delay` seconds during which the deadline is checked."""
+
+    def __init__(self, inner, delay: float):
+        self.inner, self.delay = inner, delay
+        self.version = inner.version + f" (+{delay}s test delay)"
+
+    def run(self, images, k, check_deadline=None):
+        end = time.monotonic() + self.delay
+        while time.monotonic() < end:
+            time.sleep(0.02)
+            if check_deadline:
+                check_deadline()
+        return self.inner.run(images, k, check_deadline)
+
+
+def slow_pipeline(config: Config, delay: float, model: str = "default") -> Pipeline:
+    p = Pipeline.load(model, config)
+    p.stage1 = SlowStage1(p.stage1, delay)
+    return p
+
+
+class GatedPipeline(Pipeline):
+    """Warm-up waits for `gate`: lets a test see the server before the models are ready."""
+
+    gate: threading.Event
+
+    def warmup(self):
+        self.gate.wait(30)
+        super().warmup()
+
+
+def request(product, pid="p1", explain=True, **options) -> pb.GenerateSequenceRequest:
+    return pb.GenerateSequenceRequest(product_id=pid, title="Red ceramic mug with handle", category="kitchen",
+                                      candidates=[pb.Candidate(id=cid, data=data) for cid, data in product],
+                                      options=pb.Options(explain=explain, **options))
