@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.agpis-installed
 # Keep the machines' two cores from stalling each other (../shared/docs/FACTS.md).
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: setup demo test test-fast protos bench clean
+.PHONY: setup demo test test-fast protos docs bench clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,9 @@ test-fast: setup
 
 protos: setup
 	$(BIN)/python scripts/gen_protos.py
+
+docs: setup
+	$(BIN)/python scripts/update_readme.py
 
 bench: setup
 	$(BIN)/agpis bench --spawn-server

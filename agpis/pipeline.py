@@ -107,6 +107,7 @@ class Pipeline:
 
         config = config or Config()
         name = name or config.pipeline.model
+        _set_threads(config.pipeline.threads)
         stage1, stage2, version = load_version(name, config)
         return cls(stage1, stage2, config, version)
 
@@ -189,6 +190,16 @@ class Pipeline:
         return Decision(status=status, p_qualified=best.p_qualified, sequence=list(best.ids), terminated_reason="",
                         predicted_rule=best.rule, feedback=best.feedback if status == REJECTED or explain else "",
                         alternatives=sorted(scores, key=lambda s: -s.p_qualified), **base)
+
+
+def _set_threads(n: int) -> None:
+    """Intra-op threads for the models (FACTS.md: 2 threads on 2 cores, OMP_WAIT_POLICY=PASSIVE)."""
+    try:
+        import torch
+    except ImportError:
+        return
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
 
 
 def _validate(title: str, images: list[CandidateImage], k: int, threshold: float) -> None:

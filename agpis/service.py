@@ -35,6 +35,7 @@ from agpis.v1 import agpis_pb2_grpc as pb_grpc
 log = logging.getLogger("agpis.service")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["SequenceService"].full_name
+LIVENESS = "liveness"
 # Products of one GenerateSequences stream worked on at once (responses keep request order).
 STREAM_WINDOW = 4
 
@@ -226,6 +227,8 @@ class AgpisServer:
         if self.port == 0:
             raise RuntimeError(f"cannot listen on {config.server.host}:{config.server.port}")
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        # For liveness probes: SERVING while the process can answer at all, even while loading.
+        self.health.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
         self._ready = threading.Event()
         self._load_error: BaseException | None = None
         self._metrics_httpd = None

@@ -1,0 +1,64 @@
+"""The README's generated table and the deployment files stay true to the code."""
+from __future__ import annotations
+
+import importlib.util
+import re
+import tomllib
+
+import yaml
+
+from agpis import config
+from tests.conftest import ROOT
+
+
+def test_readme_config_table_is_current():
+    spec = importlib.util.spec_from_file_location("update_readme", ROOT / "scripts" / "update_readme.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    readme = (ROOT / "README.md").read_text()
+    assert mod.render(readme) == readme, "README's configuration table is stale: run `make docs`"
+
+
+def test_readme_has_exactly_the_two_setup_commands_and_ci_runs_the_second():
+    readme = (ROOT / "README.md").read_text()
+    quick = readme.split("## Quick start", 1)[1].split("##", 1)[0]
+    commands = re.findall(r"^(make \w+)", quick, re.M)
+    assert commands == ["make demo", "make test"]
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def _docs(path):
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+def test_kubernetes_manifests():
+    k8s = ROOT / "deploy" / "k8s"
+    kinds = {}
+    for path in sorted(k8s.glob("*.yaml")):
+        if path.name == "kustomization.yaml":
+            listed = set(yaml.safe_load(path.read_text())["resources"])
+            continue
+        for doc in _docs(path):
+            kinds.setdefault(doc["kind"], []).append(doc)
+    assert listed == {p.name for p in k8s.glob("*.yaml")} - {"kustomization.yaml"}
+    assert {"Deployment", "Service", "HorizontalPodAutoscaler", "ConfigMap", "StatefulSet"} <= set(kinds)
+    deployment = next(d for d in kinds["Deployment"] if d["metadata"]["name"] == "agpis")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+        assert container[probe]["grpc"]["port"] == 50051, probe
+    assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > config.ServerConfig().grace_s
+    # The ConfigMap's TOML is a valid configuration for this code.
+    toml_text = kinds["ConfigMap"][0]["data"]["agpis.toml"]
+    path = ROOT / "var" / "test-configmap.toml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(toml_text)
+    cfg = config.load(path, env={})
+    assert tomllib.loads(toml_text)["server"]["port"] == cfg.server.port == 50051
+
+
+def test_compose_file():
+    compose = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())
+    assert {"agpis", "redis"} <= set(compose["services"])
+    assert compose["services"]["agpis"]["environment"]["REDIS_URL"].startswith("redis://redis:")
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
+    assert 'torch==2.13.0" .' in dockerfile and "--no-deps" in dockerfile
