@@ -25,22 +25,41 @@ class Rule:
     # Feedback templates. Placeholders: {image} ("image 2"), {images} ("images 2 and 3"),
     # {region} ("across the top"), {detail} (free text, e.g. a colour word).
     feedback: tuple[str, ...]
+    # Templates for a known kind of the violation (a price tag rather than a banner), used when
+    # the caller says which kind it saw; `feedback` otherwise.
+    kinds: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def templates(self, kind: str | None = None) -> tuple[str, ...]:
+        return dict(self.kinds).get(kind, self.feedback) if kind else self.feedback
 
 
 RULES: tuple[Rule, ...] = (
     # --- single-image rules -------------------------------------------------------------
     Rule("text_overlay", "single", "Added text",
-         "Promotional text, banners, price tags or stickers added over the photo.",
+         "Promotional text added over the photo: banners, price tags, stickers, slogans.",
          ("Amazon: no text", "eBay: no added text or marketing", "JD: no price or unrelated text",
           "Pinduoduo: no added text", "Newegg: no extra text"),
-         ("{image} has a promotional text banner {region}",
-          "{image} shows added text {region}",
-          "{image} carries a price tag or sticker {region}")),
+         ("{image} shows added text {region}",
+          "{image} has promotional text {region}"),
+         kinds=(("banner", ("{image} has a promotional text banner {region}",
+                            "{image} carries a sales banner {region}")),
+                ("sticker", ("{image} has a promotional sticker {region}",
+                             "{image} has a discount badge {region}")),
+                ("price_tag", ("{image} shows a price tag {region}",
+                               "{image} has a price added {region}")),
+                ("caption", ("{image} has a slogan written over the photo {region}",
+                             "{image} has added text {region}")))),
     Rule("watermark", "single", "Watermark",
          "A semi-transparent mark, text or logo, laid over the photo.",
          ("Amazon: no watermarks", "eBay: no watermarks", "Newegg: no watermarks"),
          ("{image} has a watermark {region}",
-          "{image} is covered by a semi-transparent watermark {region}")),
+          "{image} is covered by a semi-transparent watermark {region}"),
+         kinds=(("watermark_tiled", ("{image} is covered by a tiled watermark",
+                                     "{image} has a repeated watermark over the whole photo")),
+                ("watermark_centre", ("{image} has a large watermark {region}",
+                                      "{image} has a semi-transparent mark {region}")),
+                ("watermark_corner", ("{image} has a watermark {region}",
+                                      "{image} carries a shop's watermark {region}")))),
     Rule("logo", "single", "Inset logo",
          "A brand or shop logo added to the image (not printed on the product itself).",
          ("Amazon: no logos", "JD: no other sites' logos", "Newegg: no logos"),
@@ -55,32 +74,45 @@ RULES: tuple[Rule, ...] = (
          "Several photos combined into one image, or a small inset picture.",
          ("Amazon: no inset images", "Newegg: no collages"),
          ("{image} is a collage of several photos",
-          "{image} has an inset picture {region}")),
+          "{image} has an inset picture {region}"),
+         kinds=(("collage", ("{image} is a collage of several photos",
+                             "{image} combines several photos in one image")),
+                ("inset", ("{image} has an inset picture {region}",
+                           "{image} has a small extra photo {region}")))),
     Rule("low_resolution", "single", "Low resolution",
          "The image is too small, or was upscaled from a small image.",
          ("Amazon: >= 500 px longest side", "eBay: >= 500 px", "JD: >= 800x800",
           "Pinduoduo: >= 480 px"),
          ("{image} is too low in resolution",
-          "{image} looks upscaled from a small picture")),
+          "{image} looks upscaled from a small picture"),
+         kinds=(("small", ("{image} is too small: {detail}",
+                           "{image} is too low in resolution")),
+                ("upscaled", ("{image} looks upscaled from a small picture",
+                              "{image} is pixelated")))),
     Rule("blurry", "single", "Blurry",
          "Motion blur or defocus makes the product unsharp.",
          ("eBay: JPEG quality and sharpness", "CleanVision: blurry"),
          ("{image} is blurry",
-          "{image} is out of focus")),
+          "{image} is out of focus"),
+         kinds=(("defocus", ("{image} is out of focus", "{image} is blurry")),
+                ("motion", ("{image} has motion blur", "{image} is blurred by camera shake")))),
     Rule("bad_exposure", "single", "Bad exposure",
          "The photo is far too dark or too bright.",
          ("CleanVision: dark / light", "JD: no large shadows or reflections"),
-         ("{image} is too dark",
-          "{image} is overexposed")),
+         ("{image} is badly exposed",),
+         kinds=(("dark", ("{image} is too dark", "{image} is underexposed")),
+                ("bright", ("{image} is overexposed", "{image} is washed out and too bright")))),
     # --- primary-image rules ------------------------------------------------------------
     Rule("primary_background_not_white", "primary", "Primary background not white",
          "The first image must show the product on a pure white background.",
          ("Amazon: pure white RGB 255", "Walmart: seamless white", "JD: first image white (3rd-party)",
           "Pinduoduo: white except apparel (3rd-party)"),
          ("the primary image has a {detail} background instead of white",
-          "the primary image is a lifestyle photo, not the product on white")),
+          "the primary image is not on a white background ({detail})"),
+         kinds=(("photo", ("the primary image is a lifestyle photo, not the product on white",
+                           "the primary image shows the product {detail}, not on white")),)),
     Rule("primary_product_too_small", "primary", "Product too small in the primary",
-         "The product must fill most of the primary image's frame.",
+         "The product must fill most of the primary image's frame (about 85%).",
          ("Amazon: >= 85% of frame", "JD: fill canvas", "AJIO: 80-85% fill"),
          ("the product is too small in the primary image",
           "the primary image leaves too much empty space around the product")),
@@ -88,7 +120,11 @@ RULES: tuple[Rule, ...] = (
          "The primary image must show the whole product, not a cut-off part or a close-up.",
          ("AGPIS paper: the primary image shows the whole product", "JD: a front view"),
          ("the primary image cuts off the product {region}",
-          "the primary image is a close-up detail, not the whole product")),
+          "the primary image does not show the whole product"),
+         kinds=(("cut_off", ("the primary image cuts off the product {region}",
+                             "the product is cut off {region} in the primary image")),
+                ("close_up", ("the primary image is a close-up detail, not the whole product",
+                              "the primary image shows only part of the product")))),
     # --- image-pair rules ---------------------------------------------------------------
     Rule("duplicated_view", "pair", "Duplicated view",
          "Two images show the same view or duplicated content.",
@@ -99,23 +135,28 @@ RULES: tuple[Rule, ...] = (
          "The images show different products, colours or variants.",
          ("AGPIS paper: the same product (colour, variant) in every image",),
          ("{images} show different variants of the product",
-          "{images} do not show the same product")),
+          "{images} do not show the same product"),
+         kinds=(("variant", ("{images} show the product in different colours ({detail})",
+                             "{images} show different variants of the product")),
+                ("other_product", ("{images} do not show the same product",
+                                   "{image} shows a different product")))),
     # --- multi-image (sequence) rules ---------------------------------------------------
     Rule("title_mismatch", "multi", "Title mismatch",
          "The images do not show what the title says (colour, category).",
          ("AGPIS paper: consistency with the title",),
          ("the images do not match the title: {detail}",
-          "the sequence does not show the {detail} named in the title")),
+          "the title names {detail}, which the images do not show")),
     Rule("improper_order", "multi", "Improper order",
-         "The display order is wrong, e.g. a detail or lifestyle shot before the main view.",
+         "The display order is wrong: the main view is there but not first.",
          ("AGPIS paper: a proper display order",),
          ("the images are in the wrong order: {image} should come later",
           "the sequence should start with the main view, not {image}")),
     Rule("insufficient_views", "multi", "Too few distinct views",
-         "The sequence does not show enough different aspects of the product.",
+         "The sequence repeats one aspect of the product (e.g. two close-ups, two shop photos) "
+         "instead of showing different views.",
          ("Walmart: at least 4 images", "JD: 5 images including a front view"),
          ("the sequence shows too few distinct views of the product",
-          "the images repeat one aspect of the product instead of showing others")),
+          "{images} show the same aspect of the product ({detail})")),
 )
 
 QUALIFIED = "qualified"
@@ -190,16 +231,17 @@ def region_name(box: tuple[float, float, float, float], width: int, height: int)
 
 def feedback(rule_id: str, *, image: int | None = None, images: list[int] | None = None,
              region: str = "", detail: str = "", variant: int | None = None,
-             rng: random.Random | None = None) -> str:
+             rng: random.Random | None = None, kind: str | None = None) -> str:
     """A reviewer-style sentence for a rule, naming the image(s) and region when known.
 
-    `variant` picks a template deterministically; otherwise `rng` (or the first template).
+    `kind` narrows the templates to that kind of violation (Rule.kinds), when the caller knows
+    it; `variant` picks a template deterministically; otherwise `rng` (or the first template).
     """
     if rule_id == QUALIFIED:
         return "yes"  # the paper's constant feedback for qualified sequences (§3.4.3)
     if rule_id == OTHER:
         return "the sequence breaks a rule not in the catalogue"
-    templates = get(rule_id).feedback
+    templates = get(rule_id).templates(kind)
     if variant is not None:
         template = templates[variant % len(templates)]
     elif rng is not None:

@@ -1,0 +1,21 @@
+"""docs/rules.md is generated from the catalogue and must be up to date."""
+from pathlib import Path
+
+from agpis import rules
+from agpis.data import rulesdoc
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_rules_doc_is_up_to_date():
+    assert (ROOT / "docs" / "rules.md").read_text() == rulesdoc.render_markdown(), \
+        "docs/rules.md is stale: run `agpis data rules-doc`"
+
+
+def test_every_template_formats():
+    for r in rules.RULES:
+        for kind in [None, *dict(r.kinds)]:
+            for v in range(len(r.templates(kind))):
+                text = rules.feedback(r.id, image=1, images=[0, 2], region="across the top", detail="red",
+                                      kind=kind, variant=v)
+                assert "{" not in text and text == " ".join(text.split()), text
