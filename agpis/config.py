@@ -84,6 +84,10 @@ class PipelineConfig:
     threshold: float = 0.3
     # Torch/ONNX threads for one request; the cores are shared by concurrent requests.
     threads: int = 2
+    # A model registry (agpis retrain writes it): when set, the server serves the registry's
+    # CURRENT version instead of `model`, and switches to a newly promoted one without dropping calls.
+    registry: str = ""
+    reload_s: float = 10.0  # how often the server looks at the registry's CURRENT
 
 
 @dataclass

@@ -225,8 +225,9 @@ class ReviewQueue:
         s = self.stats()
         return (s["waiting"] or 0) + s["in_review"]
 
-    def decisions(self, since_ms: int = 0, count: int = 1000) -> list[dict[str, Any]]:
-        rows = self.r.xrange(self.cfg.decisions_stream, min=f"{since_ms}-0", max="+", count=count)
+    def decisions(self, start: str = "-", count: int = 1000) -> list[dict[str, Any]]:
+        """Verdicts from stream id `start` on ("-": the first; "(ID": after ID; "MS-0": from a time)."""
+        rows = self.r.xrange(self.cfg.decisions_stream, min=start, max="+", count=count)
         out = []
         for entry_id, raw in rows:
             f = _fields(raw)

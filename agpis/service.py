@@ -230,6 +230,7 @@ class AgpisServer:
         # For liveness probes: SERVING while the process can answer at all, even while loading.
         self.health.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
         self._ready = threading.Event()
+        self._stopping = threading.Event()
         self._load_error: BaseException | None = None
         self._metrics_httpd = None
         self.metrics_port = -1
@@ -249,12 +250,21 @@ class AgpisServer:
         threading.Thread(target=self._load, name="model-loader", daemon=True).start()
         return self
 
+    def _registry(self):
+        if not self.config.pipeline.registry:
+            return None
+        from agpis.loop.registry import Registry
+
+        return Registry(self.config.pipeline.registry)
+
     def _load(self) -> None:
         try:
             t0 = time.perf_counter()
             if self.review is not None:
                 self.review.start()
-            pipeline = self._given_pipeline or Pipeline.load(config=self.config)
+            registry = self._registry()
+            current = registry.current() if registry is not None else None
+            pipeline = self._given_pipeline or Pipeline.load(current or self.config.pipeline.model, self.config)
             pipeline.warmup()
             self.models.set(pipeline)
             self._set_health(health_pb2.HealthCheckResponse.SERVING)
@@ -265,6 +275,25 @@ class AgpisServer:
             log.exception("could not load the models; health stays NOT_SERVING")
         finally:
             self._ready.set()
+        if self._load_error is None and self._registry() is not None:
+            threading.Thread(target=self._follow_registry, name="model-reloader", daemon=True).start()
+
+    def _follow_registry(self) -> None:
+        """Serve each newly promoted version: load and warm it beside the old one, then swap."""
+        registry, failed = self._registry(), None
+        while not self._stopping.wait(self.config.pipeline.reload_s):
+            try:
+                name = registry.current_name()
+                if name is None or name == self.models.get().version or name == failed:
+                    continue
+                log.info("new model version promoted; loading it", extra={"model": name})
+                pipeline = Pipeline.load(registry.current(), self.config)
+                pipeline.warmup()
+                self.swap_pipeline(pipeline)
+            except Exception:  # noqa: BLE001 - keep serving the old version
+                failed = name
+                log.exception("could not load the promoted version; still serving the previous one",
+                              extra={"model": name})
 
     def wait_ready(self, timeout: float | None = None) -> "AgpisServer":
         if not self._ready.wait(timeout):
@@ -281,6 +310,7 @@ class AgpisServer:
     def stop(self, grace: float | None = None) -> None:
         """Stop taking calls, let the ones in flight finish (up to `grace` s), release everything."""
         grace = self.config.server.grace_s if grace is None else grace
+        self._stopping.set()
         self.health.enter_graceful_shutdown()  # NOT_SERVING: load balancers stop sending
         self.server.stop(grace).wait()
         if self.review is not None:
