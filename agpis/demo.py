@@ -74,7 +74,12 @@ def run_demo(cfg: Config, n_products: int = 8, keep: bool = False) -> int:
                 payload = json.loads(raw[b"payload"])
                 print(f"  {entry_id.decode()}  {payload['product_id']:<10} p={payload['p_qualified']:.2f}  "
                       f"{' > '.join(payload['sequence'])}  \"{payload['title'][:50]}\"")
-            print("review them with:  agpis review next   (while a server or the embedded Valkey runs)")
+            if keep:
+                print(f"review them with:  AGPIS_QUEUE__DATA_DIR={cfg.queue.data_dir} agpis review next"
+                      f"   (or agpis review-ui)")
+            else:
+                print("(the demo's queue is thrown away at exit; `agpis demo --keep` keeps it in var/demo "
+                      "for `agpis review` and `agpis review-ui`)")
         channel.close()
     finally:
         server.stop(grace=5)
