@@ -15,7 +15,7 @@ def test_demo_runs_end_to_end():
     out = r.stdout
     assert "health while the models load: NOT_SERVING" in out or "health while the models load: SERVING" in out
     assert "health after loading and warm-up" in out and ": SERVING" in out
-    assert out.count("p_qualified=") == 4
+    assert out.count("(made as:") == 4
     assert "== review queue ==" in out and "shut down cleanly" in out
     queued = out.count("review: ENQUEUED")
     assert f"{queued} entries in agpis:review" in out
