@@ -176,20 +176,22 @@ def build(spec: list[tuple[str, dict]], cfg: BuildConfig, progress: bool = True)
     """Render the dataset into cfg.out (replacing what was there); returns the build summary."""
     from tqdm import tqdm
 
-    out = Path(cfg.out)
-    if out.exists():
-        for name in ("images", *(f"{s}.jsonl" for s in fmt.SPLITS), "CARD.md", "build.json"):
-            p = out / name
-            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
+    final = Path(cfg.out)
+    # Build beside the old dataset and swap at the end, so readers never see half a dataset
+    # (listing i is the same in a bigger build with the same seed: a running job that reads
+    # an old record's images still finds the same pixels).
+    out = final.with_name(final.name + ".building")
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
     sources = make_sources(spec)
-    prefix = cfg.name or out.name
+    prefix = cfg.name or final.name
     tasks = plan(sources, cfg, prefix)
     files = {s: open(out / f"{s}.jsonl", "w", encoding="utf-8") for s in fmt.SPLITS}
     counts: dict[str, dict[str, int]] = {}
     n_images = n_bytes = n_records = 0
     t0 = time.perf_counter()
     cfg_dict = asdict(cfg)
+    cfg_dict["out"] = str(out)  # workers write into the build directory
     try:
         if cfg.workers > 1:
             ctx = mp.get_context("fork") if hasattr(os, "fork") else mp.get_context()
@@ -198,7 +200,7 @@ def build(spec: list[tuple[str, dict]], cfg: BuildConfig, progress: bool = True)
         else:
             _init_worker(spec, cfg_dict)
             pool, results = None, map(_render, tasks)
-        bar = tqdm(results, total=len(tasks), unit="listing", disable=not progress, desc=f"build {out.name}")
+        bar = tqdm(results, total=len(tasks), unit="listing", disable=not progress, desc=f"build {final.name}")
         for recs, n_img, nb in bar:
             n_images += n_img
             n_bytes += nb
@@ -218,7 +220,7 @@ def build(spec: list[tuple[str, dict]], cfg: BuildConfig, progress: bool = True)
     for s in fmt.SPLITS:  # no empty files: a split without records does not exist
         if (out / f"{s}.jsonl").stat().st_size == 0:
             (out / f"{s}.jsonl").unlink()
-    summary = {"version": CARD_VERSION, "config": cfg_dict, "sources": spec, "listings": len(tasks),
+    summary = {"version": CARD_VERSION, "config": asdict(cfg), "sources": spec, "listings": len(tasks),
                "records": n_records, "images": n_images, "megabytes": round(n_bytes / 1e6, 1),
                "seconds": round(elapsed, 1), "images_per_s": round(n_images / elapsed, 1),
                "records_per_s": round(n_records / elapsed, 1), "labels_by_split": counts,
@@ -227,6 +229,12 @@ def build(spec: list[tuple[str, dict]], cfg: BuildConfig, progress: bool = True)
     from agpis.data import card
 
     (out / "CARD.md").write_text(card.dataset_card(summary, sources))
+    old = final.with_name(final.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        final.rename(old)
+    out.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
     return summary
 
 

@@ -99,18 +99,29 @@ def backdrop(size: tuple[int, int], spec, rng: random.Random) -> Image.Image:
         arr = base[None, None, :] * shade[..., None]
     elif spec == "wood":
         rs = np.random.default_rng(rng.getrandbits(32))
-        x = np.linspace(0, 1, w, dtype=np.float32)
-        grain = np.cumsum(rs.normal(0, 1, h).astype(np.float32))[:, None] * 0.02
-        rings = np.sin((x[None, :] * 40 + grain * 30 + rs.uniform(0, 6)) + np.sin(x[None, :] * 7) * 2)
+        # Planks run across the frame: grain lines along x, wavering slowly, plank seams in y.
+        y = np.linspace(0, 1, h, dtype=np.float32)[:, None]
+        x = np.linspace(0, 1, w, dtype=np.float32)[None, :]
+        knots = np.linspace(0, 1, 7)
+        waver = np.interp(x[0], knots, rs.normal(0, 0.012, 7)).astype(np.float32)[None, :]
+        f = rs.uniform(60, 110)
+        rings = 0.7 * np.sin((y + waver) * f) + 0.3 * np.sin((y + 1.7 * waver) * f * 2.3 + 1.0)
+        seams = (np.abs(((y * rs.uniform(3, 5)) % 1) - 0.5) > 0.485).astype(np.float32)
         tone = np.array(rng.choice([(160, 112, 70), (196, 150, 100), (120, 80, 50)]), np.float32)
-        arr = tone[None, None] * (0.85 + 0.12 * rings[..., None] + rs.normal(0, 0.02, (h, w, 1)))
+        arr = tone[None, None] * (0.9 + 0.07 * rings[..., None] - 0.25 * seams[..., None]
+                                  + rs.normal(0, 0.015, (h, w, 1)))
     elif spec == "marble":
+        # Smooth turbulence bends a few thin grey veins across a warm white slab.
         rs = np.random.default_rng(rng.getrandbits(32))
-        noise = np.asarray(Image.fromarray(rs.integers(0, 255, (h // 16 + 1, w // 16 + 1), np.uint8))
-                           .resize((w, h), Image.BICUBIC), np.float32) / 255
+        def smooth(cells):
+            return np.asarray(Image.fromarray(rs.integers(0, 255, (cells, cells), np.uint8)).resize((w, h), Image.BICUBIC),
+                              np.float32) / 255
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-        veins = np.abs(np.sin((xx + yy) / w * 9 + noise * 8)) ** 0.3
-        arr = np.stack([232 * veins + 20, 230 * veins + 20, 228 * veins + 22], -1)
+        turb = smooth(4) * 2.5 + smooth(9) * 0.8
+        field = np.sin((xx * 0.6 + yy) / w * rs.uniform(5, 9) + turb * 3)
+        veins = np.exp(-(field / 0.09) ** 2) * 0.35 + np.exp(-(field / 0.35) ** 2) * 0.12
+        base = np.array([238, 236, 232], np.float32) * (0.97 + 0.03 * smooth(6))[..., None]
+        arr = base * (1 - veins[..., None] * np.array([0.45, 0.45, 0.42], np.float32))
     elif spec == "linen":
         rs = np.random.default_rng(rng.getrandbits(32))
         weave = rs.normal(0, 1, (h, w)).astype(np.float32)

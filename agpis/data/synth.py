@@ -282,6 +282,13 @@ _DRAW = {"bottle": _bottle, "carton": _carton, "box": _box, "can": _can, "jar": 
 DRAWN_VIEWS = ("front", "side", "back", "top")
 
 
+def _description(brand: str, flavour: str, colour: str, kind: str) -> str:
+    pack = {"bottle": "bottle", "carton": "carton", "box": "box", "can": "can", "jar": "glass jar", "fruit": ""}[kind]
+    if not pack:
+        return f"Fresh {colour} {flavour.lower()}s from {brand} farms, picked ripe and sold by weight."
+    return f"{brand} {flavour.lower()} in a {colour} {pack}. Store in a cool, dry place."
+
+
 class ProceduralSource:
     """`n` drawn products; group ids "proc-0000"... (a group is one product design)."""
     name = "procedural"
@@ -310,7 +317,7 @@ class ProceduralSource:
             return draw_product(group, view, other), COLOURS[other][0]
 
         return Product(group=group, stratum="procedural-" + kind, name=f"{brand} {flavour}", category=category,
-                       colour=colour, description=f"{brand} {flavour.lower()} in a {colour} {kind}.",
+                       colour=colour, description=_description(brand, flavour, colour, kind),
                        source="procedural", cutouts=cutouts, title_extras=TITLE_EXTRAS[kind], brand=brand,
                        variant=variant, packable=kind in ("can", "fruit", "jar", "bottle"))
 

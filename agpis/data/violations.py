@@ -233,8 +233,11 @@ def watermark(img, rng, st, others=()):
     text = rng.choice((shop, f"© {shop}", f"www.{shop.lower().replace(' ', '').replace('&', '')}"
                                             f"{rng.choice(styles.DOMAINS)}", "SAMPLE", shop.upper()))
     font = st.font_for(text, rng)
-    colour = rng.choice(((255, 255, 255), (0, 0, 0), (128, 128, 128), (200, 30, 30)))
-    opacity = rng.uniform(0.18, 0.4)
+    # A mark must show against the photo: dark or coloured marks on light images, white on dark.
+    light = float(np.asarray(img.convert("L").resize((16, 16))).mean()) > 140
+    colour = rng.choice(((0, 0, 0), (90, 90, 90), (200, 30, 30), (20, 60, 160)) if light
+                        else ((255, 255, 255), (230, 230, 230), (255, 220, 120)))
+    opacity = rng.uniform(0.2, 0.4)
     layer = Image.new("RGBA", img.size, (0, 0, 0, 0))
     box = None
     if kind in ("tiled", "tiled-straight"):
@@ -377,7 +380,7 @@ def low_resolution(img, rng, st, others=()):
     if rng.random() < 0.4:  # simply too small (the marketplaces' 500/800 px minimum)
         side = rng.randint(150, 340)
         return Applied(img.resize((side, side * h // w), Image.LANCZOS), None, "small", f"{side} px")
-    small = rng.randint(48, 128)
+    small = rng.randint(40, 100)
     tiny = img.resize((small, small * h // w), Image.BILINEAR)
     if rng.random() < 0.5:
         tiny = render.reencode(tiny, rng.randint(30, 70))
