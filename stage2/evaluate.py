@@ -56,7 +56,8 @@ def generate_feedback(model, examples: list[Example], source, tokenizer, max_tit
     for idx in tqdm(jobs, desc="feedback", disable=not progress):
         images = torch.stack([torch.from_numpy(np.asarray(source(examples[i].images))) for i in idx])
         prompt = torch.tensor([prompts[i] for i in idx])
-        _, gen = model.classify_and_generate(images, prompt, tokenizer.eos_id, max_new_tokens)
+        _, gen = model.classify_and_generate(images, prompt, tokenizer.eos_id, max_new_tokens,
+                                             never_ids=tokenizer.never_generated)
         for i, row in zip(idx, gen.tolist()):
             out[i] = tokenizer.decode(row)
     return out

@@ -320,11 +320,13 @@ class MUIsC(nn.Module):
     @torch.no_grad()
     def classify_and_generate(self, images: torch.Tensor, prompt: torch.Tensor, eos_id: int,
                               max_new_tokens: int, explain_below: float | None = None,
-                              accept_ids: tuple[int, ...] = ()) -> tuple[torch.Tensor, torch.Tensor]:
+                              accept_ids: tuple[int, ...] = (), never_ids: tuple[int, ...] = ()
+                              ) -> tuple[torch.Tensor, torch.Tensor]:
         """Class logits at [SEP] and greedy feedback tokens. `prompt` (B, P) is `title [SEP]`
         (all rows the same length: one title per request, or bucketed by length). Rows whose
         p_qualified is below `explain_below` may not start with `accept_ids` (the qualified
-        feedback "yes") or [EOS]: they get the most likely rejection sentence. Returns (class_logits (B, C), generated ids
+        feedback "yes") or [EOS]: they get the most likely rejection sentence. `never_ids`
+        ([PAD], [SEP], [UNK]) are never generated. Returns (class_logits (B, C), generated ids
         (B, <= max_new_tokens), EOS-padded)."""
         enc = self.encode(images)
         kv = self.decoder.encoder_kv(enc)  # once, reused at every step
@@ -340,6 +342,8 @@ class MUIsC(nn.Module):
         done = torch.zeros(prompt.shape[0], dtype=torch.bool, device=prompt.device)
         for step in range(max_new_tokens):
             logits = self.lm_head(hid[:, -1])  # (B, vocab)
+            if never_ids:
+                logits[:, list(never_ids)] = float("-inf")
             if step == 0 and explain_rows is not None and len(explain_rows):
                 banned = torch.tensor([*accept_ids, eos_id], device=prompt.device)
                 logits[explain_rows[:, None], banned[None, :]] = float("-inf")

@@ -170,7 +170,8 @@ def served_feedback(main: dict, examples: list) -> list[str]:
         enc = tok.encode(e.title, None, max_title, 0, model.config.use_title)
         images = torch.from_numpy(np.asarray(main["source"](e.images)))[None].float()
         _, gen = model.classify_and_generate(images, torch.tensor([enc.ids]), tok.eos_id, cfg.max_feedback_tokens,
-                                             explain_below=cfg.explain_below, accept_ids=yes)
+                                             explain_below=cfg.explain_below, accept_ids=yes,
+                                             never_ids=tok.never_generated)
         out.append(tok.decode(gen[0].tolist()))
     return out
 

@@ -103,7 +103,8 @@ class MUIsCStage2:
                 if explain:
                     logits, gen = self.model.classify_and_generate(
                         images, prompt, self.tokenizer.eos_id, self.config.max_feedback_tokens,
-                        explain_below=self.config.explain_below, accept_ids=self._yes)
+                        explain_below=self.config.explain_below, accept_ids=self._yes,
+                        never_ids=self.tokenizer.never_generated)
                 else:
                     logits = self.model(images, prompt, torch.full((len(sequences),), enc.sep_pos)).class_logits
             else:

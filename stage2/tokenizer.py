@@ -29,15 +29,29 @@ class TextTokenizer:
 
     @classmethod
     def train(cls, texts: Iterable[str], vocab_size: int = 2048, min_frequency: int = 2) -> "TextTokenizer":
-        from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+        """A WordPiece vocabulary from the texts, deterministically: the special tokens, every
+        character (alone and as a ##continuation, so a new word is spelled out), then the most
+        frequent whole words (ties by spelling) up to `vocab_size`. (tokenizers' own trainer
+        breaks ties in hash order, which changes from run to run.)"""
+        from collections import Counter
 
-        tok = Tokenizer(models.WordPiece(unk_token=UNK))
-        tok.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=False)
-        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        tok.decoder = decoders.WordPiece()
-        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
-                                            special_tokens=SPECIALS, show_progress=False)
-        tok.train_from_iterator(texts, trainer)
+        from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
+
+        norm = normalizers.BertNormalizer(lowercase=True, strip_accents=False)
+        pre = pre_tokenizers.BertPreTokenizer()
+        counts: Counter = Counter()
+        for text in texts:
+            counts.update(w for w, _ in pre.pre_tokenize_str(norm.normalize_str(text)))
+        import string
+
+        # the training texts' characters plus ASCII, so an unseen word is spelled, not [UNK]
+        chars = sorted({c for w in counts for c in w} | set(string.ascii_lowercase + string.digits + string.punctuation))
+        vocab = list(SPECIALS) + chars + ["##" + c for c in chars]
+        frequent = sorted((w for w, n in counts.items() if n >= min_frequency and len(w) > 1),
+                          key=lambda w: (-counts[w], w))
+        vocab += frequent[:max(0, vocab_size - len(vocab))]
+        tok = Tokenizer(models.WordPiece({t: i for i, t in enumerate(vocab)}, unk_token=UNK))
+        tok.normalizer, tok.pre_tokenizer, tok.decoder = norm, pre, decoders.WordPiece()
         return cls(tok)
 
     @classmethod
@@ -48,6 +62,10 @@ class TextTokenizer:
 
     def save(self, path: str | Path) -> None:
         self.tok.save(str(path))
+
+    @property
+    def never_generated(self) -> tuple[int, ...]:
+        return (self.pad_id, self.unk_id, self.sep_id)
 
     @property
     def vocab_size(self) -> int:

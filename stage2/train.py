@@ -224,13 +224,15 @@ def train(cfg: TrainConfig) -> Path:
         order = epoch_order(len(ds), epoch, cfg.seed, d)
         skip = state["step"] - epoch * steps_per_epoch  # resume mid-epoch
         batches = [order[i * cfg.batch_size:(i + 1) * cfg.batch_size] for i in range(skip, steps_per_epoch)]
+        # own generator: creating a loader must not draw from the global RNG (exact resume)
         loader = torch.utils.data.DataLoader(batches, batch_size=None, num_workers=cfg.workers,
-                                             collate_fn=lambda b: collate([ds[i] for i in b], tokenizer.pad_id))
+                                             collate_fn=lambda b: collate([ds[i] for i in b], tokenizer.pad_id),
+                                             generator=torch.Generator().manual_seed(cfg.seed + epoch))
         net.train()
         bar = tqdm(loader, desc=f"{cfg.variant} epoch {epoch + 1}/{cfg.epochs}", disable=not (d.main and cfg.progress),
                    initial=skip, total=steps_per_epoch)
         for batch in bar:
-            if state["step"] >= total:
+            if state["step"] >= total or (cfg.stop_at and state["step"] >= cfg.stop_at):
                 break
             for g in opt.param_groups:
                 g["lr"] = lr_at(state["step"], total, cfg.lr, cfg.warmup_steps)
@@ -252,6 +254,11 @@ def train(cfg: TrainConfig) -> Path:
             if cfg.checkpoint_every and state["step"] % cfg.checkpoint_every == 0:
                 save_last()
         bar.close()
+        if cfg.stop_at and state["step"] >= cfg.stop_at and state["step"] < total:
+            save_last()
+            barrier(d)
+            _finish(d)
+            return out / "best"
         if state["step"] >= (epoch + 1) * steps_per_epoch or state["step"] >= total:
             state["epoch"] = epoch + 1
             if d.main:
@@ -275,8 +282,12 @@ def train(cfg: TrainConfig) -> Path:
     if d.main:
         (out / "history.json").write_text(json.dumps(state["history"], indent=2) + "\n")
     barrier(d)
+    _finish(d)
+    return out / "best"
+
+
+def _finish(d: DistInfo) -> None:
     if d.world > 1:
         import torch.distributed as dist
 
         dist.destroy_process_group()
-    return out / "best"

@@ -47,7 +47,8 @@ class TrainConfig:
     cache_dir: str = "var/cache/stage2"
     limit: int = 0  # use only the first N training examples (tests, quick runs)
     val_limit: int = 0
-    max_steps: int = 0  # stop after this many optimiser steps (tests)
+    max_steps: int = 0  # train for at most this many optimiser steps in all (shortens the schedule)
+    stop_at: int = 0  # stop after this step as if interrupted (last.pt kept; --resume continues)
     checkpoint_every: int = 200
     resume: bool = False
     amp: str = "auto"  # auto: bf16/fp16 on GPU, off on CPU | off | bf16 | fp16

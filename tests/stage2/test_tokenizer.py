@@ -47,3 +47,11 @@ def test_special_ids_are_checked(tmp_path):
     bad = Tokenizer(models.WordLevel({"[UNK]": 0, "[PAD]": 1, "[SEP]": 2, "[EOS]": 3}, unk_token="[UNK]"))
     with pytest.raises(ValueError, match="PAD"):
         TextTokenizer(bad)
+
+
+def test_training_is_deterministic_and_never_unknown():
+    texts = ["Red apple juice 1 L", "image 2 has a watermark", "yes", "Blue oat milk"] * 3
+    a, b = TextTokenizer.train(texts, 100), TextTokenizer.train(list(reversed(texts)), 100)
+    assert a.tok.to_str() == b.tok.to_str()
+    ids = a.encode("Zebra-striped kiwi", None, 32, 0).ids
+    assert a.unk_id not in ids and a.decode(ids) == "zebra - striped kiwi"
