@@ -186,8 +186,18 @@ class Pool:
         return Item(bg, "scene", False, self.gid(), source=f"{self.p.source}-scene"), name
 
     def photo(self, ph) -> Item:
-        img = render.fit_square(ph.load(), self.size)
-        return Item(img, ph.view, ph.primary_ok, self.gid(), rules=list(ph.rules), source=f"{self.p.source}-photo")
+        src = ph.load()
+        img = render.fit_square(src, self.size)
+        box = None
+        if ph.box is not None:  # fit_square centre-crops near-square photos, then scales
+            w, h = src.size
+            side = min(w, h)
+            ox, oy, k = (w - side) / 2, (h - side) / 2, self.size / side
+            x0, y0, x1, y1 = ph.box
+            box = (max(0, int((x0 - ox) * k)), max(0, int((y0 - oy) * k)),
+                   min(self.size, int((x1 - ox) * k) + 1), min(self.size, int((y1 - oy) * k) + 1))
+        return Item(img, ph.view, ph.primary_ok, self.gid(), rules=list(ph.rules), box=box,
+                    source=f"{self.p.source}-photo")
 
 
 def clean_pool(pool: Pool, rng: random.Random, n_photos: int) -> list[Item]:
@@ -315,7 +325,10 @@ class _Builder:
         elif label == "title_mismatch":
             title, detail = self._mismatched_title()
         elif label == "improper_order":
-            first = rng.choice((a, b))
+            first = next((it for it in rng.sample([a, b], 2) if not it.primary_ok), None)
+            if first is None:  # both good primaries (two pack shots): lead with a close-up
+                first = self.add(self.pool.detail())
+                seq = [self.front, a, first]
             rest = [it for it in seq if it is not first]
             seq = [first] + (rest if rng.random() < 0.5 else rest[::-1])
             positions = [0]
@@ -391,7 +404,9 @@ class _Builder:
         elif not same_stratum or rng.random() < 0.5:
             view = "front"
             cut = render.shift_hue(self.p.cutouts["front"], rng.choice((60, 90, 120, 180, 240, 300)))
-            kind, detail = "variant", "different colours"
+            new, old = render.colour_name(cut), self.p.colour
+            kind = "variant"
+            detail = f"{new} and {old}" if new and old and new != old else "different colours"
         else:
             other = rng.choice(same_stratum)
             view, cut = "front", other.cutouts["front"]
@@ -416,7 +431,7 @@ class _Builder:
         """Main view, then two different images of one aspect."""
         rng = self.rng
         options = []
-        for asp in ("context", "detail", "pack"):
+        for asp in ("context", "detail", "pack") if self.p.packable else ("context", "detail"):
             same = [it for it in self.secondary() if it.aspect == asp]
             options.append((asp, same))
         asp, same = rng.choice(options)
@@ -435,6 +450,16 @@ class _Builder:
     def distractor(self):
         """An extra problem image among the candidates, not used by any record (stage 1 data)."""
         rng = self.rng
+        real_bad = [ph for ph in self.p.photos if ph.rules]
+        if real_bad and rng.random() < 0.5:  # a seller's own problem photo (the JD logo image)
+            ph = rng.choice(real_bad)
+            item = self.pool.photo(ph)
+            dup = next((it for it in self.items if ph.dup_of and it.source.endswith("cutout")
+                        and it.view == ph.view), None)
+            if dup is not None:
+                item.group = dup.group
+            self.add(item)
+            return
         label = rng.choice(list(violations.SINGLE))
         base = rng.choice(self.items)
         others = [it.image for it in self.secondary() if it is not base][:3]

@@ -17,6 +17,7 @@ class Photo:
     primary_ok: bool = False
     rules: tuple[str, ...] = ()  # single-image rules it breaks as it is (a real logo, a text panel)
     dup_of: str | None = None  # id of a photo it nearly duplicates (the JD pair)
+    box: tuple[int, int, int, int] | None = None  # where its violation is, in its own pixels
     white: bool = False  # on a white/plain background (it can then be cut out)
 
 

@@ -53,34 +53,6 @@ def cutout(path: str) -> Image.Image:
     return render.cutout_from_plain(_load(path))
 
 
-def colour_name(cut: Image.Image) -> str | None:
-    """The colour word a shopper would use for a cut-out's dominant colour (None if unclear)."""
-    import cv2
-
-    arr = np.asarray(cut.convert("RGBA"))
-    px = arr[arr[..., 3] > 200][:, :3]
-    if len(px) < 50:
-        return None
-    hsv = cv2.cvtColor(px[None].astype(np.uint8), cv2.COLOR_RGB2HSV)[0].astype(np.float32)
-    h, s, v = hsv[:, 0] * 2, hsv[:, 1] / 255, hsv[:, 2] / 255
-    coloured = s > 0.3
-    if coloured.mean() < 0.35:
-        if np.median(v) > 0.75:
-            return "white"
-        return "black" if np.median(v) < 0.3 else None
-    buckets = (("red", 12), ("orange", 40), ("yellow", 62), ("green", 165), ("blue", 255), ("purple", 320),
-               ("pink", 345), ("red", 361))
-    hc, vc = h[coloured], v[coloured]
-    names = np.array([next(n for n, hi in buckets if x < hi) for x in hc[:: max(1, len(hc) // 2000)]])
-    vals, counts = np.unique(names, return_counts=True)
-    best = vals[counts.argmax()]
-    if counts.max() / counts.sum() < 0.6:
-        return None  # two colours (a watermelon): no single word fits
-    if best in ("orange", "red") and np.median(vc) < 0.5:
-        return "brown"
-    return str(best)
-
-
 COLOUR_IN_NAME = ("red", "green", "yellow", "orange", "white", "black", "brown")
 # Where the pixel estimate disagrees with what a shopper would call it (looked at one by one);
 # None: no single colour word fits.
@@ -127,7 +99,7 @@ class GrocerySource:
         words = name.lower().split()
         colour = next((c for c in COLOUR_IN_NAME if c in words), None)
         if colour is None and top != "Packages":
-            colour = COLOUR_OVERRIDES[fine] if fine in COLOUR_OVERRIDES else colour_name(cut)
+            colour = COLOUR_OVERRIDES[fine] if fine in COLOUR_OVERRIDES else render.colour_name(cut)
         packages = top == "Packages"
         extras = ("1 L", "1.5 L", "2 x 1 L") if packages and "yoghurt" not in name.lower() and "ghurt" not in name.lower() \
             else ("1 kg", "500 g") if packages else ("1 kg", "500 g", "per piece", "2 kg bag", "6 pcs")
@@ -204,7 +176,8 @@ class JdSource:
         cutouts = {"front": cutout(str(d / "001.jpg")), "side": cutout(str(d / "002.jpg")),
                    "top": cutout(str(d / "003.jpg")), "bottom": cutout(str(d / "005.jpg")),
                    "angle": cutout(str(d / "006.jpg"))}
-        photos = [Photo(f"{group}/004", loader(d / "004.jpg"), "side", False, rules=("logo",), dup_of=f"{group}/002")]
+        photos = [Photo(f"{group}/004", loader(d / "004.jpg"), "side", False, rules=("logo",), dup_of=f"{group}/002",
+                        box=(40, 38, 185, 135))]
         return Product(group=group, stratum="catalogue", name="Slide Sandals", category="sandals", colour="black",
                        description="Slide sandals with a printed strap and a moulded footbed.", source="jd",
                        cutouts=cutouts, photos=photos, title_extras=("unisex", "EU 42", "rubber sole"),

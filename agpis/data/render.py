@@ -86,6 +86,34 @@ def shift_hue(cut: Image.Image, degrees: float, sat: float = 1.0) -> Image.Image
     return Image.fromarray(np.dstack([out * 255, arr[..., 3:] * 255]).astype(np.uint8), "RGBA")
 
 
+def colour_name(cut: Image.Image) -> str | None:
+    """The colour word a shopper would use for a cut-out's dominant colour (None if unclear)."""
+    import cv2
+
+    arr = np.asarray(cut.convert("RGBA"))
+    px = arr[arr[..., 3] > 200][:, :3]
+    if len(px) < 50:
+        return None
+    hsv = cv2.cvtColor(px[None].astype(np.uint8), cv2.COLOR_RGB2HSV)[0].astype(np.float32)
+    h, s, v = hsv[:, 0] * 2, hsv[:, 1] / 255, hsv[:, 2] / 255
+    coloured = s > 0.3
+    if coloured.mean() < 0.35:
+        if np.median(v) > 0.75:
+            return "white"
+        return "black" if np.median(v) < 0.3 else None
+    buckets = (("red", 12), ("orange", 40), ("yellow", 62), ("green", 165), ("blue", 255), ("purple", 320),
+               ("pink", 345), ("red", 361))
+    hc, vc = h[coloured], v[coloured]
+    names = np.array([next(n for n, hi in buckets if x < hi) for x in hc[:: max(1, len(hc) // 2000)]])
+    vals, counts = np.unique(names, return_counts=True)
+    best = vals[counts.argmax()]
+    if counts.max() / counts.sum() < 0.6:
+        return None  # two colours (a watermelon): no single word fits
+    if best in ("orange", "red") and np.median(vc) < 0.5:
+        return "brown"
+    return str(best)
+
+
 # --- backdrops ---------------------------------------------------------------------------------
 
 def backdrop(size: tuple[int, int], spec, rng: random.Random) -> Image.Image:

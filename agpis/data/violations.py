@@ -53,6 +53,14 @@ def _corner_xy(corner: str, w: int, h: int, bw: int, bh: int, margin: int):
     return x, y
 
 
+def _stamp(img, mark: Image.Image, xy: tuple[int, int], kind: str, detail: str = "") -> Applied:
+    """Paste an RGBA mark onto a copy of img; the violation box is the mark's."""
+    out = img.copy()
+    out.paste(mark, xy, mark)
+    x, y = xy
+    return Applied(out, _clip((x, y, x + mark.width, y + mark.height), *img.size), kind, detail)
+
+
 # --- text_overlay ------------------------------------------------------------------------------
 
 def _banner(img, rng, st):
@@ -137,10 +145,8 @@ def _sticker(img, rng, st):
         d.ellipse((2, 2, size, size), fill=bg + (255,), outline=fg + (255,), width=max(2, r // 12))
     _draw_text_centred(d, (r * 0.45, r * 0.55, size - r * 0.45, size - r * 0.55), text, font, fg)
     stk = stk.rotate(rng.uniform(-20, 20), resample=Image.BICUBIC)
-    x, y = _corner_xy(corner, w, h, stk.width, stk.height, int(w * rng.uniform(0.01, 0.05)))
-    out = img.copy()
-    out.paste(stk, (x, y), stk)
-    return Applied(out, _clip((x, y, x + stk.width, y + stk.height), w, h), "sticker", text)
+    xy = _corner_xy(corner, w, h, stk.width, stk.height, int(w * rng.uniform(0.01, 0.05)))
+    return _stamp(img, stk, xy, "sticker", text)
 
 
 def _price_tag(img, rng, st):
@@ -157,10 +163,8 @@ def _price_tag(img, rng, st):
     d.ellipse((notch * 0.6, th / 2 - th * 0.09, notch * 0.6 + th * 0.18, th / 2 + th * 0.09), fill=(255, 255, 255, 255))
     _draw_text_centred(d, (notch * 1.15, th * 0.15, tw - th * 0.2, th * 0.85), text, font, fg)
     tag = tag.rotate(rng.uniform(-25, 25), expand=True, resample=Image.BICUBIC)
-    x, y = _corner_xy(corner, w, h, tag.width, tag.height, int(w * rng.uniform(0.02, 0.06)))
-    out = img.copy()
-    out.paste(tag, (x, y), tag)
-    return Applied(out, _clip((x, y, x + tag.width, y + tag.height), w, h), "price_tag", text)
+    xy = _corner_xy(corner, w, h, tag.width, tag.height, int(w * rng.uniform(0.02, 0.06)))
+    return _stamp(img, tag, xy, "price_tag", text)
 
 
 def _caption(img, rng, st):
@@ -301,10 +305,8 @@ def logo(img, rng, st, others=()):
     else:  # a brand wordmark above the product, as in the JD example
         mark = _wordmark(shop.upper(), st.font_for(shop.upper(), rng), colour, int(h * rng.uniform(0.05, 0.08)))
     corner = st.pick(styles.CORNERS, rng) if style < 0.75 else rng.choice(("top-left", "top-right"))
-    x, y = _corner_xy(corner, w, h, mark.width, mark.height, int(w * rng.uniform(0.02, 0.05)))
-    out = img.copy()
-    out.paste(mark, (x, y), mark)
-    return Applied(out, _clip((x, y, x + mark.width, y + mark.height), w, h), "logo", shop)
+    xy = _corner_xy(corner, w, h, mark.width, mark.height, int(w * rng.uniform(0.02, 0.05)))
+    return _stamp(img, mark, xy, "logo", shop)
 
 
 # --- border, collage, inset --------------------------------------------------------------------
