@@ -144,7 +144,7 @@ RULES: tuple[Rule, ...] = (
     Rule("title_mismatch", "multi", "Title mismatch",
          "The images do not show what the title says (colour, category).",
          ("AGPIS paper: consistency with the title",),
-         ("the images do not match the title: {detail}",
+         ("the title says {detail}, but the images show something else",
           "the title names {detail}, which the images do not show")),
     Rule("improper_order", "multi", "Improper order",
          "The display order is wrong: the main view is there but not first.",

@@ -102,6 +102,8 @@ def cmd_preview(args) -> int:
     records = stats.load_any(args.path)
     if args.split:
         records = [r for r in records if r.split == args.split]
+    if args.style_split:
+        records = [r for r in records if r.style_split == args.style_split]
     if not records:
         raise SystemExit(f"agpis data preview: no records in {args.path}")
     chosen = preview.pick(records, args.n, seed=args.seed, per_label=args.per_label)
@@ -158,6 +160,8 @@ def register(sub) -> None:
     p.add_argument("--per-label", type=int, default=0, dest="per_label",
                    help="instead: up to this many of every label")
     p.add_argument("--split", default=None)
+    p.add_argument("--style-split", default=None, dest="style_split", choices=("train", "heldout"),
+                   help="only records drawn with training or held-out styles")
     p.add_argument("--columns", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_preview)

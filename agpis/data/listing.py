@@ -321,7 +321,7 @@ class _Builder:
             bad, kind, detail = self._inconsistent()
             slot = rng.choice((1, 2))
             seq[slot] = bad
-            positions = [0, slot]
+            positions = [slot, 0]  # the odd one out first: "{image}" names it
         elif label == "title_mismatch":
             title, detail = self._mismatched_title()
         elif label == "improper_order":
@@ -338,7 +338,7 @@ class _Builder:
         fb = rules.feedback(label, image=positions[0] if positions else None,
                             images=positions if len(positions) > 1 else None, region=region, detail=detail,
                             kind=kind, rng=rng)
-        violation = {"images": [q + 1 for q in positions], "region": region, "detail": detail}
+        violation = {"images": sorted(q + 1 for q in positions), "region": region, "detail": detail}
         return self._rec(seq, label, title, fb, violation)
 
     def _rec(self, seq, label, title, fb, violation=None):

@@ -17,8 +17,13 @@ from agpis.data import render
 from agpis.data.product import Product
 
 KINDS = ("bottle", "carton", "box", "can", "jar", "fruit")
-CATEGORY = {"bottle": "water bottle", "carton": "juice", "box": "cereal", "can": "soda", "jar": "jam",
-            "fruit": "apple"}
+# The category word a title uses, per flavour (a shopper's word: "milk", not "carton").
+CATEGORY = {"Spring Water": "water", "Sparkling Water": "water", "Iced Tea": "iced tea", "Lemonade": "lemonade",
+            "Sports Drink": "sports drink", "Orange Juice": "juice", "Apple Juice": "juice", "Oat Milk": "milk",
+            "Whole Milk": "milk", "Multivitamin Juice": "juice", "Corn Flakes": "cereal", "Muesli": "cereal",
+            "Granola": "cereal", "Green Tea": "tea", "Crackers": "crackers", "Cola": "soda", "Lemon Soda": "soda",
+            "Energy Drink": "energy drink", "Tonic Water": "tonic water", "Ginger Ale": "soda", "Strawberry Jam": "jam",
+            "Honey": "honey", "Peanut Butter": "peanut butter", "Apricot Jam": "jam", "Pickles": "pickles"}
 # Name pools per kind, and the colours a product can come in (colour word, RGB).
 FLAVOURS = {"bottle": ("Spring Water", "Sparkling Water", "Iced Tea", "Lemonade", "Sports Drink"),
             "carton": ("Orange Juice", "Apple Juice", "Oat Milk", "Whole Milk", "Multivitamin Juice"),
@@ -36,11 +41,25 @@ TITLE_EXTRAS = {"bottle": ("500 ml", "1.5 L", "6 x 330 ml"), "carton": ("1 L", "
 SS = 2  # supersampling factor
 
 
-def colour_choices(kind: str) -> list[int]:
-    """Colours a kind can come in (no blue apples)."""
+FRUIT_COLOURS = {"Apple": ("red", "green", "yellow"), "Plum": ("purple", "red"), "Orange": ("orange",),
+                 "Pear": ("green", "yellow"), "Peach": ("orange", "yellow", "red")}
+
+
+def colour_choices(kind: str, flavour: str) -> list[int]:
+    """Colours a product can come in (no blue apples)."""
     if kind == "fruit":
-        return [i for i, (name, _) in enumerate(COLOURS) if name in ("red", "green", "yellow", "orange", "purple")]
+        return [i for i, (name, _) in enumerate(COLOURS) if name in FRUIT_COLOURS[flavour]]
     return list(range(len(COLOURS)))
+
+
+def design(group: str) -> tuple[str, int, str, str, random.Random]:
+    """What a group id draws: (kind, colour index, brand, flavour, rng for the details)."""
+    rng = random.Random(group)
+    kind = rng.choice(KINDS)
+    brand = brand_name(rng)
+    flavour = rng.choice(FLAVOURS[kind])
+    cidx = rng.choice(colour_choices(kind, flavour))
+    return kind, cidx, brand, flavour, rng
 
 
 def brand_name(rng: random.Random) -> str:
@@ -91,12 +110,9 @@ def _lines(d: ImageDraw.ImageDraw, box, rng: random.Random, fill=(60, 60, 60), b
 @functools.lru_cache(maxsize=512)
 def draw_product(group: str, view: str, colour_idx: int | None = None) -> Image.Image:
     """One view of a drawn product as an RGBA cut-out (about 400 px tall)."""
-    rng = random.Random(group)
-    kind = rng.choice(KINDS)
-    cidx = rng.choice(colour_choices(kind)) if colour_idx is None else colour_idx
+    kind, cidx, brand, flavour, rng = design(group)
+    cidx = cidx if colour_idx is None else colour_idx
     _, body = COLOURS[cidx]
-    brand = brand_name(rng)
-    flavour = rng.choice(FLAVOURS[kind])
     accent = render.rotate_hue(body, rng.choice((150, 180, 210)))
     paper = rng.choice(((250, 248, 240), (255, 255, 255), (245, 235, 210)))
     rng_v = random.Random(f"{group}/{view}")
@@ -303,17 +319,15 @@ class ProceduralSource:
         return {self._id(i): "procedural-" + random.Random(self._id(i)).choice(KINDS) for i in range(self.n)}
 
     def product(self, group: str) -> Product:
-        rng = random.Random(group)
-        kind = rng.choice(KINDS)
-        cidx = rng.choice(colour_choices(kind))
-        brand = brand_name(rng)
-        flavour = rng.choice(FLAVOURS[kind])
+        kind, cidx, brand, flavour, _ = design(group)
         colour = COLOURS[cidx][0]
-        category = CATEGORY[kind] if kind != "fruit" else flavour.lower()
+        category = CATEGORY[flavour] if kind != "fruit" else flavour.lower()
         cutouts = {v: draw_product(group, v) for v in DRAWN_VIEWS}
 
         def variant(view: str, vrng: random.Random):
-            other = vrng.choice([i for i in colour_choices(kind) if i != cidx])
+            choices = [i for i in colour_choices(kind, flavour) if i != cidx] or \
+                [i for i in colour_choices("box", flavour) if i != cidx]  # an orange only comes orange
+            other = vrng.choice(choices)
             return draw_product(group, view, other), COLOURS[other][0]
 
         return Product(group=group, stratum="procedural-" + kind, name=f"{brand} {flavour}", category=category,

@@ -103,7 +103,7 @@ def _banner(img, rng, st):
         layer.paste(strip, (x0, 0), strip)
         out.paste(layer, (0, 0), layer)
         return Applied(out, box, "banner", text)
-    bh = int(h * rng.uniform(0.1, 0.2))
+    bh = int(h * rng.uniform(0.1, 0.22))
     y0 = {"top": 0, "bottom": h - bh, "middle": int(h * rng.uniform(0.4, 0.55))}[pos]
     if pos == "top" and rng.random() < 0.3:
         y0 = int(h * rng.uniform(0.02, 0.06))  # a floating strip, not flush with the edge
@@ -121,7 +121,14 @@ def _banner(img, rng, st):
         band.putalpha(Image.fromarray(np.tile(grad, (bh, 1)), "L"))
         layer.paste(band, (0, y0), band)
     pad = bh * rng.uniform(0.12, 0.25)
-    _draw_text_centred(d, (w * 0.05, y0 + pad, w * 0.95, y0 + bh - pad), text, font, fg)
+    if bh > h * 0.15 and rng.random() < 0.5:  # headline and a smaller second line
+        sub = rng.choice((styles.price(rng), styles.promo(rng)))
+        mid = y0 + pad + (bh - 2 * pad) * 0.62
+        _draw_text_centred(d, (w * 0.05, y0 + pad, w * 0.95, mid), text, font, fg)
+        _draw_text_centred(d, (w * 0.2, mid + bh * 0.04, w * 0.8, y0 + bh - pad), sub, st.font_for(sub, rng), fg)
+        text = f"{text} / {sub}"
+    else:
+        _draw_text_centred(d, (w * 0.05, y0 + pad, w * 0.95, y0 + bh - pad), text, font, fg)
     out.paste(layer, (0, 0), layer)
     return Applied(out, box, "banner", text)
 
@@ -269,7 +276,9 @@ def watermark(img, rng, st, others=()):
         detail = "centre"
         opacity = rng.uniform(0.25, 0.45)
     else:  # a corner signature, the most common photographer's mark
-        mark = _wordmark(text, font, colour, int(h * rng.uniform(0.035, 0.06)))
+        mark = _wordmark(text, font, colour, int(h * rng.uniform(0.045, 0.08)))
+        if mark.width > w * 0.6:
+            mark = mark.resize((int(w * 0.6), max(1, int(mark.height * w * 0.6 / mark.width))), Image.LANCZOS)
         corner = st.pick(styles.CORNERS, rng)
         x, y = _corner_xy(corner, w, h, mark.width, mark.height, int(w * 0.03))
         layer.paste(mark, (x, y), mark)
@@ -290,11 +299,11 @@ def logo(img, rng, st, others=()):
     if colour == (255, 255, 255):
         colour = (30, 30, 30)
     shape = st.pick(styles.LOGO_SHAPES, rng)
-    size = int(w * rng.uniform(0.1, 0.18))
+    size = int(w * rng.uniform(0.12, 0.22))
     emblem = draw_logo(shop, shape, colour, size, rng, st)
     style = rng.random()
     if style < 0.5:  # emblem + wordmark, side by side
-        word = _wordmark(shop, st.font_for(shop, rng), colour, int(size * 0.42))
+        word = _wordmark(shop, st.font_for(shop, rng), colour, int(size * 0.5))
         mark = Image.new("RGBA", (size + word.width + size // 6, size), (0, 0, 0, 0))
         mark.paste(emblem, (0, 0), emblem)
         mark.paste(word, (size + size // 6, (size - word.height) // 2), word)
@@ -416,7 +425,7 @@ def bad_exposure(img, rng, st, others=()):
         out += nrng.normal(0, 0.02, out.shape[:2])[..., None]
         kind = "dark"
     else:  # overexposed: highlights blown out, washed-out colours
-        out = arr * rng.uniform(1.5, 2.2) + rng.uniform(0.1, 0.25)
+        out = arr * rng.uniform(1.35, 1.9) + rng.uniform(0.05, 0.2)
         grey = out.mean(axis=2, keepdims=True)
         out = grey + (out - grey) * rng.uniform(0.4, 0.8)
         kind = "bright"
