@@ -45,6 +45,7 @@ class Item:
     variant: str = "same"
     source: str = ""
     keep: bool = True  # part of the uploaded candidate set
+    source_id: str = ""  # the Photo.id a real photo came from
 
     @property
     def aspect(self) -> str:
@@ -197,7 +198,7 @@ class Pool:
             box = (max(0, int((x0 - ox) * k)), max(0, int((y0 - oy) * k)),
                    min(self.size, int((x1 - ox) * k) + 1), min(self.size, int((y1 - oy) * k) + 1))
         return Item(img, ph.view, ph.primary_ok, self.gid(), rules=list(ph.rules), box=box,
-                    source=f"{self.p.source}-photo")
+                    source=f"{self.p.source}-photo", source_id=ph.id)
 
 
 def clean_pool(pool: Pool, rng: random.Random, n_photos: int) -> list[Item]:
@@ -240,6 +241,8 @@ class _Builder:
         self.front = self.items[0]
         self.title = make_title(product, rng)
         self.drop_p = 0.5
+        self.used_pairs: set[frozenset] = set()
+        self.used_photos = {it.source_id for it in self.items if it.source_id}
 
     # helpers
     def add(self, item: Item) -> Item:
@@ -283,10 +286,30 @@ class _Builder:
                 self.add(self.pool.pack())
 
     # one record per label
+    def fresh_pair(self) -> tuple[Item, Item]:
+        """Two secondary views for the next record, preferring a pair no earlier record of this
+        listing used (records of one listing should not repeat each other); after a few tries
+        the seller gets one more clean image (an unused photo, a scene or a close-up)."""
+        for attempt in range(8):
+            a, b = self.two_distinct(self.front)
+            key = frozenset((id(a), id(b)))
+            if key not in self.used_pairs:
+                break
+            if attempt % 2 == 1:
+                unused = [ph for ph in self.p.photos if not ph.rules and ph.id not in self.used_photos]
+                if unused:
+                    ph = self.rng.choice(unused)
+                    self.used_photos.add(ph.id)
+                    self.add(self.pool.photo(ph))
+                else:
+                    self.add(self.pool.scene()[0] if self.rng.random() < 0.5 else self.pool.detail())
+        self.used_pairs.add(key)
+        return a, b
+
     def record(self, label: str) -> dict:
         rng = self.rng
         self.ensure_secondaries()
-        a, b = self.two_distinct(self.front)
+        a, b = self.fresh_pair()
         seq = [self.front, a, b]
         title, region, detail, kind, positions = self.title, "", "", None, []
         if label == rules.QUALIFIED:
