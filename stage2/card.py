@@ -23,8 +23,32 @@ def install(best: str | Path, target: str | Path) -> Path:
     meta = checkpoint.read_meta(best)
     for name in [checkpoint.CONFIG, *meta["files"]]:
         shutil.copy2(best / name, target / name)
+    (target / GOLDEN).write_text(json.dumps(golden_scores(target), indent=2) + "\n")
     write_card(target)
     return target
+
+
+GOLDEN = "golden.json"
+
+
+def golden_scores(directory: str | Path) -> dict:
+    """Scores of fixed inputs (procedural demo products, the shipped backbone) kept beside the
+    weights: a test recomputes them, so a changed backbone, tokenizer or model code that would
+    silently change what the shipped weights say is caught."""
+    import torch
+
+    from stage2.bench import demo_inputs, sequences_of
+    from stage2.scorer import MUIsCStage2
+
+    torch.set_num_threads(1)
+    s2 = MUIsCStage2(directory)
+    out = []
+    for title, ims in demo_inputs(3):
+        for sc in s2.score(title, sequences_of(ims, n=2), None, explain=True):
+            out.append({"title": title, "ids": sc.ids, "p_qualified": round(sc.p_qualified, 5), "rule": sc.rule,
+                        "feedback": sc.feedback})
+    return {"inputs": "agpis.data.synth.demo_products(4, seed=0, size=800)[:3], 2 sequences each",
+            "scores": out}
 
 
 def write_card(directory: str | Path, evaluation: dict | None = None) -> Path:
@@ -84,5 +108,3 @@ def write_card(directory: str | Path, evaluation: dict | None = None) -> Path:
     return path
 
 
-def read_config(directory: str | Path) -> dict:
-    return json.loads((Path(directory) / checkpoint.CONFIG).read_text())

@@ -25,7 +25,8 @@ def export_scoring(model, path: str | Path, n_images: int = 3, tokens: int = 49,
     images = torch.rand(2, n_images, tokens, channels)
     idx = torch.randint(4, model.config.vocab_size, (2, 12))
     sep = torch.full((2,), 11)
-    torch.onnx.export(_Scoring(model), (images, idx, sep), str(path), input_names=["images", "idx", "sep_pos"],
+    # the wrapper must be in eval mode too: export restores its mode onto the model afterwards
+    torch.onnx.export(_Scoring(model).eval(), (images, idx, sep), str(path), input_names=["images", "idx", "sep_pos"],
                       output_names=["class_logits"], opset_version=17, dynamo=False,
                       dynamic_axes={"images": {0: "batch"}, "idx": {0: "batch", 1: "length"},
                                     "sep_pos": {0: "batch"}, "class_logits": {0: "batch"}})

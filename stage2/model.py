@@ -62,7 +62,7 @@ class Attention(nn.Module):
         else:
             k, v = kv
         # no dropout inside attention: on CPU it forces SDPA's slow path; residual dropout remains
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal and T > 1)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=bool(self.causal and T > 1))
         y = y.transpose(1, 2).contiguous().view(B, T, d)  # (B, T, d)
         return self.proj(y)
 
