@@ -181,13 +181,17 @@ def cmd_bench(args) -> int:
 
     real.data_dir(args.shared)
     cfg = _config(args)
+    load_before = os.getloadavg()[0]
     summary = builder.build(real.real_spec(args.shared), cfg, progress=not args.no_progress)
+    load_after = os.getloadavg()[0]
     _report(summary)
     ok = summary["records"] >= 20000 and summary["seconds"] < 900
     md = (f"## Data build (`agpis bench data`)\n\n"
           f"`agpis bench data --records {cfg.records} --workers {cfg.workers}` on {os.cpu_count()} cores "
-          f"({platform.processor() or platform.machine()}), machine shared with other work; candidates "
-          f"{cfg.size} px JPEG q{cfg.quality}.\n\n"
+          f"({platform.processor() or platform.machine()}), machine shared with other work (1-min load "
+          f"average {load_before:.1f} at the start, {load_after:.1f} at the end); candidates "
+          f"{cfg.size} px JPEG q{cfg.quality}, {summary['images'] / max(1, summary['listings']):.1f} "
+          f"candidates per listing.\n\n"
           f"| records | listings | images | seconds | images/s | records/s | MB |\n|---|---|---|---|---|---|---|\n"
           f"| {summary['records']} | {summary['listings']} | {summary['images']} | {summary['seconds']} | "
           f"{summary['images_per_s']} | {summary['records_per_s']} | {summary['megabytes']} |\n\n"
