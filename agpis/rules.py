@@ -10,7 +10,7 @@ multi-image (sequence) rules. Marketplace sources are in ../shared/docs/RULES.md
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 CATEGORIES = ("single", "primary", "pair", "multi")
 
@@ -28,9 +28,19 @@ class Rule:
     # Templates for a known kind of the violation (a price tag rather than a banner), used when
     # the caller says which kind it saw; `feedback` otherwise.
     kinds: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # The templates given as `feedback`, before __post_init__ appends the kinds' templates.
+    generic: tuple[str, ...] = field(init=False, default=())
+
+    def __post_init__(self):
+        # `feedback` ends up listing every template (generic first), so whoever matches
+        # sentences against the catalogue (stage2.metrics) knows the kind-specific ones too.
+        extra = tuple(t for _, ts in self.kinds for t in ts if t not in self.feedback)
+        object.__setattr__(self, "generic", self.feedback)
+        object.__setattr__(self, "feedback", self.feedback + extra)
 
     def templates(self, kind: str | None = None) -> tuple[str, ...]:
-        return dict(self.kinds).get(kind, self.feedback) if kind else self.feedback
+        """The templates for a known kind of violation, else the generic ones."""
+        return dict(self.kinds).get(kind, self.generic) if kind else self.generic
 
 
 RULES: tuple[Rule, ...] = (

@@ -25,7 +25,7 @@ def render_markdown() -> str:
         for r in rules.rules_in(cat):
             out += [f"### `{r.id}`: {r.title}", "", r.description, "",
                     "Reflects: " + "; ".join(r.reflects) + ".", "", "Feedback templates:"]
-            out += [f"- {t}" for t in r.feedback]
+            out += [f"- {t}" for t in r.generic]
             for kind, ts in r.kinds:
                 out += [f"- ({kind}) {t}" for t in ts]
             out.append("")
