@@ -89,15 +89,7 @@ def register_eval(sub) -> None:
     p.add_argument("--docs", action=argparse.BooleanOptionalAction, default=True,
                    help="write the stage2 sections of docs/evaluation.md")
     p.add_argument("--json", default="", help="also write every number to this JSON file")
-    p.set_defaults(func=_eval)
-
-
-def _eval(args) -> int:
-    from stage2.report import run_evaluation
-
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    run_evaluation(args)
-    return 0
+    p.set_defaults(func=_handler("stage2.report", "run_evaluation"))
 
 
 def register_bench(sub) -> None:
@@ -112,12 +104,17 @@ def register_bench(sub) -> None:
     p.add_argument("--no-paper", action="store_true", help="skip the paper configuration (slow on CPU)")
     p.add_argument("--device", default="cpu", help="cpu, or cuda for the paper configuration on a GPU")
     p.add_argument("--docs", action=argparse.BooleanOptionalAction, default=True)
-    p.set_defaults(func=_bench)
+    p.set_defaults(func=_handler("stage2.bench", "run_bench"))
 
 
-def _bench(args) -> int:
-    from stage2.bench import run_bench
+def _handler(module: str, name: str):
+    """A command handler that imports its (torch-heavy) module only when the command runs."""
 
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    run_bench(args)
-    return 0
+    def run(args) -> int:
+        import importlib
+
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        getattr(importlib.import_module(module), name)(args)
+        return 0
+
+    return run

@@ -9,6 +9,7 @@ epoch costs only MUIsC's own layers. Images are decoded by the service's own dec
 from __future__ import annotations
 
 import json
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,10 +94,10 @@ class FeatureCache:
 
     @staticmethod
     def build(directory: str | Path, keys: list[str], backbone, backbone_id: str, batch: int = 32,
-              progress: bool = True, reader=read_rgb, transform=None) -> "FeatureCache":
-        """Compute tokens for `keys` (deduplicated, sorted). Resumes an interrupted build: rows
-        are written in key order and meta.json records how many are done. `transform(rgb list)
-        -> (B, T, C)` replaces `backbone.image_tokens` (the early-fusion cache uses it)."""
+              progress: bool = True, reader=read_rgb) -> "FeatureCache":
+        """Compute tokens for `keys` (deduplicated, sorted); `reader(key)` gives the RGB image
+        (the early-fusion cache reads mosaics). Resumes an interrupted build: rows are written
+        in key order and meta.json records how many are done."""
         from tqdm import tqdm
 
         directory = Path(directory)
@@ -109,7 +110,7 @@ class FeatureCache:
             and json.loads((directory / "index.json").read_text()) == {k: i for i, k in enumerate(keys)}
         if same and meta.get("complete"):
             return FeatureCache(directory, backbone_id)
-        run = transform or backbone.image_tokens
+        run = backbone.image_tokens
         first = np.asarray(run([reader(keys[0])]))
         shape = (len(keys), *first.shape[1:])
         done = meta.get("done", 0) if same else 0
@@ -121,13 +122,17 @@ class FeatureCache:
         meta = {"version": CACHE_VERSION, "backbone": backbone_id, "n": len(keys), "shape": list(shape),
                 "done": done, "complete": False}
         meta_path.write_text(json.dumps(meta))
-        with ThreadPoolExecutor(4) as pool, tqdm(total=len(keys), initial=done, desc="feature cache",
+        batches = [keys[i:i + batch] for i in range(done, len(keys), batch)]
+        with ThreadPoolExecutor(3) as pool, tqdm(total=len(keys), initial=done, desc="feature cache",
                                                  disable=not progress, unit="img") as bar:
-            # Decoding (PIL releases the GIL) overlaps the network's forward pass.
-            batches = [keys[i:i + batch] for i in range(done, len(keys), batch)]
-            pending = pool.map(lambda ks: [reader(k) for k in ks], batches)
+            # Decoding (PIL releases the GIL) overlaps the network's forward pass; only a few
+            # batches are decoded ahead, so memory stays bounded whatever the dataset size.
+            ahead = deque(pool.submit(lambda ks: [reader(k) for k in ks], ks) for ks in batches[:3])
             start = done
-            for ks, imgs in zip(batches, pending):
+            for n, ks in enumerate(batches):
+                imgs = ahead.popleft().result()
+                if n + 3 < len(batches):
+                    ahead.append(pool.submit(lambda ks: [reader(k) for k in ks], batches[n + 3]))
                 arr[start:start + len(ks)] = np.asarray(run(imgs), dtype=np.float16)
                 start += len(ks)
                 bar.update(len(ks))
