@@ -6,6 +6,8 @@ import argparse
 import os
 from pathlib import Path
 
+from agpis.cli import add_config_flags
+
 
 def _quiet_threads(threads: int) -> None:
     # Shared 2-core machines: idle threads must sleep, not spin (FACTS.md).
@@ -38,4 +40,132 @@ def _weights_import(args: argparse.Namespace) -> int:
     report = run_import(source, args.out or BASE_DIR, shared)
     if report["top1_agree"] < 0.9 * report["n_check"] or report["cos_final"] < 0.98:
         raise SystemExit(f"import checks failed: {report}")
+    return 0
+
+
+DEFAULT_DATASET = Path("var/datasets/real")
+CACHE_DIR = Path("var/stage1/cache")
+
+
+def register_train(sub) -> None:
+    p = sub.add_parser("stage1", help="train stage 1's primary and non-compliant heads",
+                       description="Cache the frozen backbone's features of every candidate of an AGPIS-data set, "
+                                   "train the heads, choose thresholds on val, write weights/default/stage1.")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATASET, help="dataset directory (default: %(default)s)")
+    p.add_argument("--out", type=Path, help="output directory (default: weights/default/stage1)")
+    p.add_argument("--base", type=Path, help="imported base directory (default: weights/mobilenet_v2)")
+    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--hidden", type=int, default=256, help="MLP width; 0 = linear heads")
+    p.add_argument("--no-checks", action="store_true", help="do not give the check measurements to the heads")
+    p.add_argument("--compare", action="store_true", help="also train a linear and a no-checks variant (model card)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cache", type=Path, default=CACHE_DIR)
+    p.set_defaults(func=_train)
+
+
+def _train(args: argparse.Namespace) -> int:
+    _quiet_threads(1)
+    from stage1.paths import BASE_DIR, DEFAULT_STAGE1_DIR
+    from stage1.train import run_training
+
+    if not (args.data / "train.jsonl").is_file():
+        raise SystemExit(f"{args.data}: no train.jsonl; build a dataset with `agpis data build` (docs/data.md)")
+    out = args.out or DEFAULT_STAGE1_DIR
+    info = run_training(args.data, out, args.base or BASE_DIR, args.epochs, args.hidden, not args.no_checks,
+                        args.seed, args.cache, args.compare)
+    from stage1.card import write_card
+
+    write_card(out, info)
+    return 0
+
+
+def register_eval(sub) -> None:
+    p = sub.add_parser("stage1", help="evaluate stage 1 (held-out styles, real photos, duplicates)",
+                       description="Metrics of the learned stage 1; writes the stage1 sections of docs/evaluation.md.")
+    p.add_argument("--weights", type=Path, help="stage 1 directory (default: weights/default/stage1)")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATASET)
+    p.add_argument("--split", default="test", choices=("val", "test"))
+    p.add_argument("--listings", type=int, default=300, help="listings run through the whole stage 1")
+    p.add_argument("--duplicates", action="store_true", help="also run the duplicate-detection comparison")
+    p.add_argument("--only-duplicates", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-docs", action="store_true", help="print only; do not write docs/evaluation.md")
+    p.add_argument("--cache", type=Path, default=CACHE_DIR)
+    add_config_flags(p)
+    p.set_defaults(func=_eval)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    _quiet_threads(1)
+    from agpis.cli import load_config
+    from agpis.docsections import write_section
+    from stage1.evaluate import duplicates_section, grocery_section, heads_section, jd_section, listing_section
+    from stage1.model import LearnedStage1
+    from stage1.paths import DEFAULT_STAGE1_DIR, shared_dir
+    from stage1.train import cached_features
+
+    cfg = load_config(args)
+    weights = args.weights or DEFAULT_STAGE1_DIR
+    stage1 = LearnedStage1(weights, cfg.stage1)
+    shared = shared_dir() if (shared_dir() / "data").is_dir() else None
+    have_data = (args.data / f"{args.split}.jsonl").is_file()
+    sections = {}
+    cmd = f"`agpis eval stage1 --split {args.split}{' --duplicates' if args.duplicates else ''}`"
+    if not args.only_duplicates:
+        if have_data:
+            data = cached_features(args.data, args.split, stage1.backbone, stage1.check_cfg, args.cache)
+            text, _ = heads_section(stage1, data, args.split)
+            sections["stage1-models"] = (
+                f"Stage 1's learned models ({stage1.version}) on the {args.split} split of `{args.data}` "
+                f"(products never seen in training; `heldout_styles` = violation styles never seen in training), "
+                f"at the operating threshold chosen on val (p = 0.5 after calibration). Command: {cmd}.\n\n{text}")
+            text, _ = listing_section(stage1, args.data, args.split, args.listings)
+            sections["stage1-listings"] = f"The whole stage 1 ({stage1.version}). Command: {cmd}.\n\n{text}"
+        else:
+            print(f"{args.data}: no {args.split}.jsonl; skipping the dataset metrics")
+        if shared is not None:
+            g, _ = grocery_section(stage1, shared)
+            j, _ = jd_section(stage1, shared)
+            sections["stage1-real-photos"] = (f"Stage 1 ({stage1.version}) on real photos from ../shared (used in "
+                                              f"place, never committed). Command: {cmd}.\n\n**Grocery.** {g}\n\n"
+                                              f"**JD example listing** (`jd_muisc_examples`, decoded as the service "
+                                              f"does):\n\n{j}")
+        else:
+            print("../shared not found: skipping the real-photo evaluation")
+    if args.duplicates or args.only_duplicates:
+        text, _ = duplicates_section(stage1.backbone, shared, args.data if have_data else None, args.split, args.seed)
+        sections["stage1-duplicates"] = f"Duplicate detection, three methods on the same pairs in one run. Command: {cmd}.\n\n{text}"
+    for name, text in sections.items():
+        print(f"\n## {name}\n\n{text}")
+        if not args.no_docs:
+            write_section("docs/evaluation.md", name, f"## Stage 1: {name.split('-', 1)[1].replace('-', ' ')}\n\n{text}")
+    return 0
+
+
+def register_bench(sub) -> None:
+    p = sub.add_parser("stage1", help="stage 1 latency on 7 candidates of ~800x800 (p50, per step)",
+                       description="Times Stage1.run as the service calls it; writes docs/benchmarks.md.")
+    p.add_argument("--weights", type=Path, help="stage 1 directory (default: weights/default/stage1)")
+    p.add_argument("--repeats", type=int, default=60)
+    p.add_argument("--products", type=int, default=6)
+    p.add_argument("--no-docs", action="store_true")
+    add_config_flags(p)
+    p.set_defaults(func=_bench)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    _quiet_threads(1)
+    from agpis.cli import load_config
+    from agpis.docsections import write_section
+    from stage1.bench import jpeg_candidates, markdown, run_bench
+    from stage1.model import LearnedStage1
+    from stage1.paths import DEFAULT_STAGE1_DIR
+
+    cfg = load_config(args)
+    stage1 = LearnedStage1(args.weights or DEFAULT_STAGE1_DIR, cfg.stage1)
+    result = run_bench(stage1, jpeg_candidates(args.products), args.repeats)
+    text = f"Command: `agpis bench stage1`. Stage 1 {stage1.version}.\n\n" + markdown(result)
+    print(text)
+    if not args.no_docs:
+        write_section("docs/benchmarks.md", "stage1", "## Stage 1\n\n" + text)
     return 0

@@ -5,16 +5,45 @@ Every field is overridable through agpis' one configuration (file, AGPIS_STAGE1_
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass
 class Stage1Config:
     # The argmax of p_primary must exceed this, or stage 1 stops with `no_primary` (paper §3.3.1).
+    # The learned heads are calibrated so that 0.5 is the operating point chosen on validation.
     primary_threshold: float = 0.5
     # Images with p_noncompliant above this are removed (paper §3.3.1).
     noncompliant_threshold: float = 0.5
-    # A pair of images whose patch-match score exceeds this is a duplicate (paper §3.3.2).
-    duplicate_threshold: float = 0.5
+    # A pair of images whose patch-match score exceeds this is a duplicate (paper §3.3.2); the
+    # default is the precision-0.95 threshold of `agpis eval stage1 --duplicates`.
+    duplicate_threshold: float = 0.57
     # How many candidate sequences stage 1 proposes for stage 2 to rank.
     max_sequences: int = 4
+
+    # --- explainable checks (stage1/checks.py); a check's score is 0.5 at its threshold -------
+    min_long_side: int = 500  # px, longest side of the uploaded image (Amazon/eBay minimum)
+    max_aspect: float = 2.0  # long/short side; the primary only
+    min_white_border: float = 0.85  # share of the border band that is white; the primary only
+    min_fill: float = 0.45  # longest side of the product / frame side; the primary only
+    min_highlight: float = 0.6  # 99th luminance percentile below this: too dark
+    max_shadow: float = 0.58  # 2nd luminance percentile above this: washed out
+    min_log_sharpness: float = 1.15  # log10 Laplacian variance over the product: blurry below
+    # Checks whose own verdict (score >= 0.5) removes an image (single-image checks) or keeps
+    # it from being the primary (primary checks), beside the learned models. The others only
+    # explain. Names: resolution, exposure, blur, white_background, product_fill, aspect_ratio.
+    decisive_checks: list[str] = field(default_factory=lambda: [
+        "resolution", "white_background", "aspect_ratio"])
+
+    # --- text regions (PP-OCR detector): costly, so only where the model suspects text -------
+    text_check_min_p: float = 0.2  # max(p text_overlay, watermark, logo) needed to run it
+    text_check_max_images: int = 2  # per request, the most suspected first
+    text_det_side: int = 320  # px, longest side the detector sees
+
+    # --- duplicates ---------------------------------------------------------------------------
+    proposal_side: int = 128  # px, longest side EdgeBoxes runs on
+    max_proposals: int = 24  # EdgeBoxes boxes per image (plus the whole image and fixed windows)
+
+    # ONNX Runtime threads of the backbone in one request; EdgeBoxes and the checks run beside
+    # it on a second thread, so 1 keeps a request on the 2 cores without oversubscribing them.
+    threads: int = 1

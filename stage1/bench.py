@@ -1,0 +1,69 @@
+"""`agpis bench stage1`: stage 1 on 7 candidates of ~800x800 JPEG, as the service runs it
+(decoded with the service's reduced-size JPEG decoding, then `Stage1.run`), p50/p90 over
+repeats with a breakdown per step. Drawn products (agpis.data.synth), no ../shared needed."""
+from __future__ import annotations
+
+import io
+import os
+import time
+
+import numpy as np
+
+STEPS = ("resize", "backbone", "proposals", "checks", "wait_side_thread", "heads", "text", "matching", "sequences")
+
+
+def jpeg_candidates(n_products: int, size: int = 800) -> list[list[tuple[str, bytes]]]:
+    from agpis.data.synth import demo_products
+
+    return [p["images"][:7] for p in demo_products(n_products, seed=0, size=size)]
+
+
+def run_bench(stage1, products: list[list[tuple[str, bytes]]], repeats: int, log=print) -> dict:
+    from agpis.config import ImagesConfig
+    from agpis.images import decode
+
+    cfg = ImagesConfig()
+    totals, decodes = [], []
+    steps: dict[str, list[float]] = {s: [] for s in STEPS}
+    for _ in range(2):  # warm-up: sessions, thread pool, text detector
+        stage1.run([decode(cid, data, cfg) for cid, data in products[0]], 3)
+    for r in range(repeats):
+        cands = products[r % len(products)]
+        t0 = time.perf_counter()
+        ims = [decode(cid, data, cfg) for cid, data in cands]
+        t1 = time.perf_counter()
+        res = stage1.run(ims, 3)
+        t2 = time.perf_counter()
+        decodes.append((t1 - t0) * 1000)
+        totals.append((t2 - t1) * 1000)
+        for s in STEPS:
+            steps[s].append(res.timings_ms.get(s, 0.0))
+    out = {"n": repeats, "candidates": len(products[0]), "threads": stage1.config.threads,
+           "stage1_p50": float(np.percentile(totals, 50)), "stage1_p90": float(np.percentile(totals, 90)),
+           "decode_p50": float(np.percentile(decodes, 50)),
+           "steps_p50": {s: float(np.percentile(v, 50)) for s, v in steps.items()},
+           "image_size": products[0] and _size(products[0][0][1]), "cpus": os.cpu_count(),
+           "load_avg": os.getloadavg()[0]}
+    log(f"stage 1 p50 {out['stage1_p50']:.1f} ms, p90 {out['stage1_p90']:.1f} ms; decode p50 {out['decode_p50']:.1f} ms")
+    return out
+
+
+def _size(data: bytes) -> tuple[int, int]:
+    from PIL import Image
+
+    return Image.open(io.BytesIO(data)).size
+
+
+def markdown(r: dict, target_ms: float = 100.0) -> str:
+    verdict = "within" if r["stage1_p50"] <= target_ms else "OVER"
+    steps = " | ".join(f"{v:.1f}" for v in r["steps_p50"].values())
+    return (f"{r['candidates']} candidates of {r['image_size'][0]}x{r['image_size'][1]} JPEG (drawn products), "
+            f"{r['n']} runs, backbone {r['threads']} ONNX thread + 1 side thread (EdgeBoxes, checks), "
+            f"{r['cpus']} cores shared with other work (1-min load average at the end {r['load_avg']:.1f}).\n\n"
+            f"| | p50 ms | p90 ms |\n|---|---|---|\n"
+            f"| stage 1 (`Stage1.run`) | {r['stage1_p50']:.1f} | {r['stage1_p90']:.1f} |\n"
+            f"| decode (service, before stage 1) | {r['decode_p50']:.1f} | |\n\n"
+            f"Per step, p50 ms (proposals and checks run on the side thread while the backbone runs; "
+            f"`wait_side_thread` is the time the main thread still waited for them):\n\n"
+            f"| " + " | ".join(r["steps_p50"]) + " |\n" + "|---" * len(r["steps_p50"]) + "|\n| " + steps + " |\n\n"
+            f"Target: stage 1 p50 <= {target_ms:.0f} ms on 2 cores: **{verdict}** ({r['stage1_p50']:.1f} ms).")

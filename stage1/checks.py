@@ -1,0 +1,201 @@
+"""Explainable checks beside the learned models: pure functions of the pixels (and the original
+size), each returning the rule it tests, a score in [0, 1] (>= 0.5: the check says the rule is
+broken; higher = more certain), a box in the given pixels when it has one, the measured value
+and a sentence a reviewer can read. Thresholds come from `CheckConfig` (part of Stage1Config).
+
+Scores map a measured value linearly through its threshold: score = 0.5 + (value - threshold)
+/ (2 * softness), clipped to [0, 1], with the sign chosen so that "worse" is higher. So the
+threshold is exactly the 0.5 point and `softness` how far from it the check becomes certain.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+
+@dataclass
+class CheckConfig:
+    # Resolution: longest side of the ORIGINAL image (Amazon/eBay: >= 500 px).
+    min_long_side: int = 500
+    # Aspect ratio: long/short side above this is far from the square marketplaces ask of the
+    # primary (no catalogue rule id: reported as `other`, used for the primary only).
+    max_aspect: float = 2.0
+    # White background of the primary: share of the border band that is near white.
+    min_white_border: float = 0.85
+    white_level: int = 235  # a pixel is white when every channel is >= this ...
+    white_chroma: int = 14  # ... and its channels differ by at most this
+    # Product-to-frame ratio of the primary: longest side of the non-white content / frame side.
+    min_fill: float = 0.45  # the data's too-small primaries fill 24-44%
+    # Exposure, luminance in [0, 1]: the 99th percentile must reach this (else too dark) ...
+    min_highlight: float = 0.6
+    # ... and the 2nd percentile must stay below this (else washed out).
+    max_shadow: float = 0.58
+    # Blur: log10 variance of the Laplacian over the content box at the work size.
+    min_log_sharpness: float = 1.15
+    # Pixel checks run on a copy at most this size (longest side); the pipeline passes the
+    # backbone's 224x224 input so that one resize serves both.
+    work_side: int = 224
+
+
+@dataclass
+class CheckResult:
+    check: str  # e.g. "resolution"
+    rule: str  # a rule id from agpis.rules (or "other")
+    score: float
+    value: float
+    box: tuple[int, int, int, int] | None = None  # in the pixels given to the check
+    message: str = ""
+    detail: str = ""  # for the rule's feedback template ({detail}), e.g. a colour word
+    stats: dict[str, float] = field(default_factory=dict)  # raw measurements (model inputs)
+
+
+def _score(value: float, threshold: float, softness: float, higher_is_worse: bool) -> float:
+    d = (value - threshold) if higher_is_worse else (threshold - value)
+    return float(np.clip(0.5 + d / (2 * softness), 0.0, 1.0))
+
+
+def _small(pixels: np.ndarray, side: int) -> np.ndarray:
+    s = side / max(pixels.shape[:2])
+    if s >= 1:
+        return pixels
+    return cv2.resize(pixels, (max(1, round(pixels.shape[1] * s)), max(1, round(pixels.shape[0] * s))),
+                      interpolation=cv2.INTER_AREA)
+
+
+def white_mask(rgb: np.ndarray, cfg: CheckConfig) -> np.ndarray:
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    mn, mx = cv2.min(cv2.min(r, g), b), cv2.max(cv2.max(r, g), b)  # cv2: ~10x numpy's axis reductions
+    return (mn >= cfg.white_level) & (cv2.subtract(mx, mn) <= cfg.white_chroma)
+
+
+# --- checks on the original size -------------------------------------------------------------
+
+def check_resolution(orig_size: tuple[int, int], cfg: CheckConfig) -> CheckResult:
+    long_side = max(orig_size)
+    score = _score(long_side, cfg.min_long_side, cfg.min_long_side * 0.3, higher_is_worse=False)
+    return CheckResult("resolution", "low_resolution", score, float(long_side), None,
+                       f"{orig_size[0]}x{orig_size[1]} px; the longest side should be at least {cfg.min_long_side} px")
+
+
+def check_aspect(orig_size: tuple[int, int], cfg: CheckConfig) -> CheckResult:
+    w, h = orig_size
+    ratio = max(w, h) / max(1, min(w, h))
+    score = _score(ratio, cfg.max_aspect, 0.5, higher_is_worse=True)
+    return CheckResult("aspect_ratio", "other", score, ratio, None,
+                       f"aspect ratio {ratio:.1f}:1; a primary image should be close to square")
+
+
+# --- checks on the pixels ------------------------------------------------------------------------
+
+@dataclass
+class Prepared:
+    """What every pixel check needs, computed once per image at the work size."""
+    rgb: np.ndarray  # (h, w, 3) uint8 at work size
+    luma: np.ndarray  # (h, w) uint8
+    white: np.ndarray  # (h, w) bool: near-white pixels
+    box: tuple[int, int, int, int] | None  # content box at work size (None: nothing but white)
+    scale: float  # multiply a work-size coordinate by this to get one in the given pixels
+
+
+def prepare(pixels: np.ndarray, cfg: CheckConfig) -> Prepared:
+    rgb = np.ascontiguousarray(_small(pixels, cfg.work_side))
+    white = white_mask(rgb, cfg)
+    # Content = not white, opened so that JPEG specks on the background do not count.
+    content = cv2.morphologyEx((~white).astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    box = None
+    cols, rows = np.flatnonzero(content.any(axis=0)), np.flatnonzero(content.any(axis=1))
+    if content.sum() >= 0.001 * content.size and len(cols) and len(rows):
+        box = (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
+    return Prepared(rgb, cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), white, box, pixels.shape[1] / rgb.shape[1])
+
+
+def _band(a: np.ndarray) -> np.ndarray:
+    """The outer band of an image (4% of the short side), flattened."""
+    b = max(1, min(a.shape[:2]) // 25)
+    parts = [a[:b], a[-b:], a[b:-b, :b], a[b:-b, -b:]]
+    return np.concatenate([p.reshape(-1, *a.shape[2:]) for p in parts])
+
+
+COLOUR_WORDS = (("black", (20, 20, 20)), ("grey", (128, 128, 128)), ("light grey", (200, 200, 200)),
+                ("red", (200, 40, 40)), ("orange", (240, 140, 40)), ("yellow", (235, 210, 60)),
+                ("green", (60, 150, 70)), ("blue", (50, 90, 190)), ("light blue", (170, 200, 235)),
+                ("purple", (120, 60, 150)), ("pink", (235, 150, 180)), ("brown", (120, 80, 45)),
+                ("beige", (225, 210, 180)), ("cream", (245, 240, 220)))
+
+
+def colour_word(rgb: np.ndarray) -> str:
+    d = [np.abs(np.asarray(c, np.float32) - rgb).sum() for _, c in COLOUR_WORDS]
+    return COLOUR_WORDS[int(np.argmin(d))][0]
+
+
+def check_white_background(p: Prepared, cfg: CheckConfig) -> CheckResult:
+    white = _band(p.white)
+    frac = float(white.mean())
+    score = _score(frac, cfg.min_white_border, 0.15, higher_is_worse=False)
+    band = _band(p.rgb)
+    detail = colour_word(np.median(band[~white], axis=0)) if (~white).any() else "white"
+    return CheckResult("white_background", "primary_background_not_white", score, frac, None,
+                       f"{frac:.0%} of the border is white (needs {cfg.min_white_border:.0%}); the background looks {detail}",
+                       detail)
+
+
+def check_fill(p: Prepared, cfg: CheckConfig) -> CheckResult:
+    h, w = p.white.shape
+    box = p.box
+    fill = 0.0 if box is None else max((box[2] - box[0]) / w, (box[3] - box[1]) / h)
+    score = _score(fill, cfg.min_fill, 0.15, higher_is_worse=False)
+    full_box = None if box is None else tuple(int(round(v * p.scale)) for v in box)
+    return CheckResult("product_fill", "primary_product_too_small", score, fill, full_box,
+                       f"the product spans {fill:.0%} of the frame (needs {cfg.min_fill:.0%})")
+
+
+def check_exposure(p: Prepared, cfg: CheckConfig) -> CheckResult:
+    """Too dark: even the brightest pixels are grey (a catalogue shot's white background, a
+    shop's lights, the product's highlights all fail to reach white). Too bright: even the
+    darkest pixels are light (washed out; the product's shadows and outlines are gone)."""
+    lo, hi = np.percentile(p.luma, [2, 99]) / 255.0
+    dark = _score(hi, cfg.min_highlight, 0.1, higher_is_worse=False)
+    light = _score(lo, cfg.max_shadow, 0.1, higher_is_worse=True)
+    stats = {"p2": float(lo), "p99": float(hi)}
+    if dark >= light:
+        return CheckResult("exposure", "bad_exposure", dark, float(hi), None,
+                           f"the brightest pixels reach only {hi:.2f} of white (dark below {cfg.min_highlight:.2f})",
+                           "dark", stats)
+    return CheckResult("exposure", "bad_exposure", light, float(lo), None,
+                       f"the darkest pixels are at {lo:.2f} of white (washed out above {cfg.max_shadow:.2f})",
+                       "bright", stats)
+
+
+def check_blur(p: Prepared, cfg: CheckConfig) -> CheckResult:
+    """Variance of the Laplacian over the content's box (the flat white background would dilute
+    it), at a fixed working size so that the value does not depend on the decode size."""
+    y = p.luma
+    if p.box is not None and (p.box[2] - p.box[0]) >= 16 and (p.box[3] - p.box[1]) >= 16:
+        x0, y0, x1, y1 = p.box
+        y = y[y0:y1, x0:x1]
+    sharp = float(np.log10(cv2.Laplacian(y, cv2.CV_32F).var() + 1e-6))
+    score = _score(sharp, cfg.min_log_sharpness, 0.3, higher_is_worse=False)
+    return CheckResult("blur", "blurry", score, sharp, None,
+                       f"sharpness {sharp:.2f} (log10 Laplacian variance; blurry below {cfg.min_log_sharpness:.2f})")
+
+
+def run_checks(pixels: np.ndarray, orig_size: tuple[int, int], cfg: CheckConfig) -> dict[str, CheckResult]:
+    """Every pixel/size check of one image (the text detector runs separately: it costs more)."""
+    p = prepare(pixels, cfg)
+    return {r.check: r for r in (
+        check_resolution(orig_size, cfg), check_aspect(orig_size, cfg), check_white_background(p, cfg),
+        check_fill(p, cfg), check_exposure(p, cfg), check_blur(p, cfg))}
+
+
+# Raw check measurements given to the learned heads beside the backbone features, so that the
+# models can use exactly what the explainable checks see (all roughly in [-2, 2]).
+CHECK_FEATURES = ("white_border", "fill", "shadow_p2", "highlight_p99", "sharpness", "log2_long_side", "log_aspect")
+
+
+def check_vector(results: dict[str, CheckResult]) -> np.ndarray:
+    exp = results["exposure"].stats
+    return np.array([results["white_background"].value, results["product_fill"].value, exp["p2"], exp["p99"],
+                     results["blur"].value - 2.0, np.log2(max(results["resolution"].value, 1) / 512),
+                     np.log(results["aspect_ratio"].value)], np.float32)

@@ -1,0 +1,221 @@
+"""Image-pair rule `duplicated_view`: EdgeBoxes proposals + patch features + faiss kNN
+(paper §3.3.2, Figure 3).
+
+Per image: EdgeBoxes proposals (stage1.proposals; the whole image is always proposal 0) and,
+for each box, a feature average-pooled from the backbone's maps. There is ONE forward pass per
+image: boxes only choose which cells of the maps to pool (integral images, so any box costs
+the same). A box feature is the stride-16 patch map (576 channels, local detail) and the
+stride-32 final map (1280 channels, more invariant to scale and re-encoding), each pooled and
+L2-normalised, concatenated.
+
+Across the request's images: one faiss inner-product index over every box; each box's nearest
+neighbours in the other images are candidate matches. Each of a pair's best matches proposes a
+geometric transform (scale + translation, plain or mirrored) that would carry one box onto the
+other. The transform is then checked everywhere: every other proposal of either image is mapped
+into the other image and the features pooled THERE are compared with its own. A crop, zoom,
+flip, re-encode or small rotation keeps that agreement high for every proposal; two different
+views of a product may share one look-alike region but nothing consistent around it. (Matching
+proposals to proposals instead needed EdgeBoxes to find the same boxes in both images, which
+at 128 px it often did not: crop/zoom recall at P=0.95 was 0.47.)
+
+The pair's score is the mean re-pooled cosine under the best transform, rescaled to [0, 1];
+the matched boxes are the explanation (paper Figure 3).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class DuplicateConfig:
+    k: int = 4  # neighbours per box searched in the index (per other image)
+    hypotheses: int = 8  # best box matches of a pair whose transforms are verified
+    match_min_sim: float = 0.6  # box cosine below which a match proposes nothing
+    max_scale: float = 1.9  # a >= 2x zoom on a part is a close-up, a new view (docs/data.md)
+    max_anisotropy: float = 1.3  # sx/sy: a duplicate keeps its aspect (within re-encoding slack)
+    min_inside: float = 0.8  # a mapped box must lie this much inside the other image to count
+    min_checked: int = 4  # fewer checkable boxes than this and a transform proves nothing
+    # Mean re-pooled cosine mapped linearly from [sim_floor, 1] onto the score [0, 1].
+    sim_floor: float = 0.6
+    max_matches_reported: int = 4
+
+
+class PooledMaps:
+    """Integral images of one image's feature maps: mean features of any box in O(1)."""
+
+    def __init__(self, patch_map: np.ndarray, final_tokens: np.ndarray):
+        side = int(round(len(final_tokens) ** 0.5))
+        assert side * side == len(final_tokens), final_tokens.shape
+        self.maps = [_integral(patch_map), _integral(final_tokens.reshape(side, side, -1))]
+
+    def pool(self, boxes: np.ndarray) -> np.ndarray:
+        """boxes (N, 4) normalised to [0, 1] -> (N, 576 + 1280) unit-norm features (each half
+        L2-normalised, then scaled by 1/sqrt(2))."""
+        parts = []
+        for integral in self.maps:
+            f = _pool(integral, boxes)
+            parts.append(f / (np.linalg.norm(f, axis=1, keepdims=True) + 1e-6))
+        return (np.concatenate(parts, axis=1) / np.sqrt(2.0)).astype(np.float32)
+
+
+def _integral(m: np.ndarray) -> np.ndarray:
+    h, w, c = m.shape
+    out = np.zeros((h + 1, w + 1, c), np.float32)
+    out[1:, 1:] = m.cumsum(0).cumsum(1)
+    return out
+
+
+def _pool(integral: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Mean of the cells whose centres lie in each box (at least one cell)."""
+    h, w = integral.shape[0] - 1, integral.shape[1] - 1
+    x0 = np.clip(np.floor(boxes[:, 0] * w + 0.5), 0, w - 1).astype(int)
+    y0 = np.clip(np.floor(boxes[:, 1] * h + 0.5), 0, h - 1).astype(int)
+    x1 = np.maximum(np.clip(np.ceil(boxes[:, 2] * w - 0.5), 0, w), x0 + 1).astype(int)
+    y1 = np.maximum(np.clip(np.ceil(boxes[:, 3] * h - 0.5), 0, h), y0 + 1).astype(int)
+    sums = integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
+    return sums / ((y1 - y0) * (x1 - x0))[:, None]
+
+
+@dataclass
+class ImagePatches:
+    boxes: np.ndarray  # (N, 4) float32 x0, y0, x1, y1 in the image's pixels (as given)
+    maps: PooledMaps
+    size: tuple[int, int]  # (width, height) of that image
+    feats: np.ndarray = field(init=False)  # (N, C) unit-norm box features
+    norm_boxes: np.ndarray = field(init=False)  # boxes / size, in [0, 1]
+
+    def __post_init__(self):
+        w, h = self.size
+        self.norm_boxes = (np.asarray(self.boxes, np.float32) / np.array([w, h, w, h], np.float32))
+        self.feats = self.maps.pool(self.norm_boxes)
+
+
+def image_patches(patch_map: np.ndarray, final_tokens: np.ndarray, boxes: np.ndarray,
+                  size: tuple[int, int]) -> ImagePatches:
+    """One image's backbone maps (patch (h, w, 576), final tokens (49, 1280)) and proposals."""
+    return ImagePatches(boxes, PooledMaps(patch_map, final_tokens), size)
+
+
+@dataclass
+class PairMatch:
+    i: int
+    j: int
+    score: float  # in [0, 1]
+    matches: list[tuple[int, int, float]] = field(default_factory=list)  # (box in i, box in j, cosine)
+    flipped: bool = False
+
+
+def _transforms(a: np.ndarray, b: np.ndarray, flipped: bool) -> np.ndarray:
+    """Box pairs (H, 4) -> transforms (H, 4) = (sx, tx, sy, ty) with T(a) = b; sx < 0 mirrors."""
+    sx = (b[:, 2] - b[:, 0]) / np.maximum(a[:, 2] - a[:, 0], 1e-6)
+    sy = (b[:, 3] - b[:, 1]) / np.maximum(a[:, 3] - a[:, 1], 1e-6)
+    if flipped:
+        return np.stack([-sx, b[:, 2] + sx * a[:, 0], sy, b[:, 1] - sy * a[:, 1]], 1)
+    return np.stack([sx, b[:, 0] - sx * a[:, 0], sy, b[:, 1] - sy * a[:, 1]], 1)
+
+
+def _apply(t: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """One transform (sx, tx, sy, ty) applied to boxes (N, 4) -> (N, 4), corners re-ordered."""
+    sx, tx, sy, ty = t
+    x = np.stack([sx * boxes[:, 0] + tx, sx * boxes[:, 2] + tx], 1)
+    return np.stack([x.min(1), sy * boxes[:, 1] + ty, x.max(1), sy * boxes[:, 3] + ty], 1)
+
+
+def _inverse(t: np.ndarray) -> np.ndarray:
+    sx, tx, sy, ty = t
+    return np.array([1 / sx, -tx / sx, 1 / sy, -ty / sy], np.float32)
+
+
+def _inside(boxes: np.ndarray) -> np.ndarray:
+    """Share of each box's area inside the unit square."""
+    area = np.maximum((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), 1e-9)
+    c = np.clip(boxes, 0, 1)
+    return (c[:, 2] - c[:, 0]) * (c[:, 3] - c[:, 1]) / area
+
+
+def check_transform(a: ImagePatches, b: ImagePatches, t: np.ndarray, cfg: DuplicateConfig) -> tuple[float, int]:
+    """Mean cosine between every box and the features pooled where `t` (a -> b) puts it in the
+    other image, over the boxes that land inside it; and how many did."""
+    sims = []
+    for src, dst, tt in ((a, b, t), (b, a, _inverse(t))):
+        mapped = _apply(tt, src.norm_boxes)
+        ok = _inside(mapped) >= cfg.min_inside
+        if ok.any():
+            sims.append((dst.maps.pool(np.clip(mapped[ok], 0, 1)) * src.feats[ok]).sum(1))
+    s = np.concatenate(sims) if sims else np.zeros(0, np.float32)
+    return (float(s.mean()) if len(s) else 0.0), len(s)
+
+
+def score_pair(a: ImagePatches, b: ImagePatches, candidates: list[tuple[int, int, float]],
+               cfg: DuplicateConfig) -> tuple[float, np.ndarray | None, bool]:
+    """Best verified transform among the top box matches -> (score in [0, 1], transform, flipped)."""
+    best = (0.0, None, False)
+    top = sorted(candidates, key=lambda m: -m[2])[: cfg.hypotheses]
+    if not top:
+        return best
+    ia = np.array([m[0] for m in top])
+    ib = np.array([m[1] for m in top])
+    for flipped in (False, True):
+        ts = _transforms(a.norm_boxes[ia], b.norm_boxes[ib], flipped)
+        sx, sy = np.abs(ts[:, 0]), ts[:, 2]
+        ok = (np.maximum(sx, 1 / sx) <= cfg.max_scale) & (np.maximum(sy, 1 / sy) <= cfg.max_scale) & \
+             (np.maximum(sx / sy, sy / sx) <= cfg.max_anisotropy)
+        for t in ts[ok]:
+            mean, n = check_transform(a, b, t, cfg)
+            if n < cfg.min_checked:
+                continue
+            score = float(np.clip((mean - cfg.sim_floor) / (1 - cfg.sim_floor), 0, 1))
+            if score > best[0]:
+                best = (score, t, flipped)
+    return best
+
+
+def find_duplicates(images: list[ImagePatches], cfg: DuplicateConfig | None = None) -> list[PairMatch]:
+    """Every pair (i < j) with at least one box match, scored; the caller thresholds."""
+    import faiss
+
+    cfg = cfg or DuplicateConfig()
+    if len(images) < 2:
+        return []
+    owner = np.concatenate([np.full(len(im.feats), i) for i, im in enumerate(images)])
+    local = np.concatenate([np.arange(len(im.feats)) for im in images])
+    feats = np.ascontiguousarray(np.concatenate([im.feats for im in images]), dtype=np.float32)
+    index = faiss.IndexFlatIP(feats.shape[1])
+    index.add(feats)
+    # Enough neighbours to get past the box's own image (its own boxes are usually nearest).
+    k = min(len(feats), cfg.k * (len(images) - 1) + max(len(im.feats) for im in images))
+    sims, nbrs = index.search(feats, k)  # (P, k)
+    pairs: dict[tuple[int, int], dict[tuple[int, int], float]] = {}
+    for p in range(len(feats)):
+        per_image: dict[int, int] = {}
+        for s, q in zip(sims[p], nbrs[p]):
+            if q < 0 or s < cfg.match_min_sim or owner[q] == owner[p] or per_image.get(int(owner[q]), 0) >= cfg.k:
+                continue
+            per_image[int(owner[q])] = per_image.get(int(owner[q]), 0) + 1
+            i, j = sorted((int(owner[p]), int(owner[q])))
+            a, b = (int(local[p]), int(local[q])) if owner[p] == i else (int(local[q]), int(local[p]))
+            pairs.setdefault((i, j), {})[(a, b)] = float(s)
+    out = []
+    for (i, j), found in sorted(pairs.items()):
+        candidates = [(a, b, s) for (a, b), s in found.items()]
+        score, t, flipped = score_pair(images[i], images[j], candidates, cfg)
+        matches = []
+        if t is not None:  # report the strongest matches that the winning transform explains
+            for a, b, s in sorted(candidates, key=lambda m: -m[2]):
+                mapped = _apply(t, images[i].norm_boxes[[a]])[0]
+                if _iou(mapped, images[j].norm_boxes[b]) >= 0.5:
+                    matches.append((a, b, s))
+                if len(matches) == cfg.max_matches_reported:
+                    break
+        out.append(PairMatch(i, j, score, matches, flipped))
+    return out
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0

@@ -1,0 +1,305 @@
+"""The learned stage 1 (paper §3.3): primary image, non-compliant removal, duplicate removal,
+candidate sequences; every removal with a rule id, a sentence and, where there is one, a box.
+
+One request, 7 images: one resize to 224 per image, ONE batched backbone forward (int8 ONNX)
+whose maps feed the heads, the duplicate detector and stage 2; EdgeBoxes and the checks run on a
+second thread meanwhile. Then the heads (numpy), the text detector on at most a couple of
+suspected images, the decisions, and the duplicate matching among the survivors.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from agpis import rules
+from stage1.config import Stage1Config
+from stage1.types import (BoxMatch, CandidateImage, CandidateReport, DuplicatePair, Finding, Removal,
+                          Stage1Result)
+
+FORMAT = "agpis-stage1-1"
+MANIFEST = "stage1.json"
+HEADS_FILE = "heads.safetensors"
+TEXT_RULES = ("text_overlay", "watermark", "logo")
+PRIMARY_CHECKS = ("white_background", "product_fill", "aspect_ratio")
+SINGLE_CHECKS = ("resolution", "exposure", "blur")
+
+
+def check_config(cfg: Stage1Config):
+    from stage1.checks import CheckConfig
+
+    return CheckConfig(min_long_side=cfg.min_long_side, max_aspect=cfg.max_aspect,
+                       min_white_border=cfg.min_white_border, min_fill=cfg.min_fill,
+                       min_highlight=cfg.min_highlight, max_shadow=cfg.max_shadow,
+                       min_log_sharpness=cfg.min_log_sharpness)
+
+
+class LearnedStage1:
+    def __init__(self, directory: str | Path, config: Stage1Config | None = None):
+        from safetensors.numpy import load_file
+
+        from stage1.backbone import Backbone
+        from stage1.duplicates import DuplicateConfig
+        from stage1.heads import HeadsConfig, NumpyHeads
+        from stage1.proposals import ProposalConfig
+        from stage1.tflite_import import sha256_file
+
+        self.directory = Path(directory)
+        self.config = config or Stage1Config()
+        unknown = set(self.config.decisive_checks) - set(PRIMARY_CHECKS + SINGLE_CHECKS)
+        if unknown:
+            raise ValueError(f"stage1.decisive_checks: unknown {sorted(unknown)}; "
+                             f"known: {', '.join(PRIMARY_CHECKS + SINGLE_CHECKS)}")
+        path = self.directory / MANIFEST
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing: not a stage 1 directory (train one with `agpis train stage1`)")
+        self.manifest = m = json.loads(path.read_text())
+        if m.get("format") != FORMAT:
+            raise ValueError(f"{path}: format {m.get('format')!r}, expected {FORMAT!r}")
+        heads_path = self.directory / m["heads"]["file"]
+        if sha256_file(heads_path) != m["heads"]["sha256"]:
+            raise ValueError(f"{heads_path}: sha256 does not match {path}")
+        hc = dict(m["heads"]["config"])
+        hc["outputs"] = tuple(hc["outputs"])
+        heads_cfg = HeadsConfig(**hc)
+        if list(heads_cfg.outputs) != m["heads"]["outputs"]:
+            raise ValueError(f"{path}: heads.outputs disagrees with heads.config.outputs")
+        unknown = set(heads_cfg.outputs) - {"primary", "noncompliant"} - set(rules.BY_ID)
+        if unknown:
+            raise ValueError(f"{path}: outputs {sorted(unknown)} are not rule ids in agpis.rules")
+        self.heads = NumpyHeads(heads_cfg, load_file(str(heads_path)))
+        self.backbone = Backbone(self.directory, threads=self.config.threads)
+        self.version = str(m["version"])
+        self.check_cfg = check_config(self.config)
+        self.prop_cfg = ProposalConfig(side=self.config.proposal_side, max_boxes=self.config.max_proposals)
+        self.dup_cfg = DuplicateConfig()
+        self._text = None
+        self._text_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="stage1")
+
+    def text_detector(self):
+        with self._text_lock:  # created on first use: most requests never need it
+            if self._text is None:
+                from stage1.textdet import TextDetConfig, TextDetector
+
+                self._text = TextDetector(TextDetConfig(side=self.config.text_det_side), threads=1)
+            return self._text
+
+    # -------------------------------------------------------------------------------------
+    def run(self, images: list[CandidateImage], k: int,
+            check_deadline: Callable[[], None] | None = None) -> Stage1Result:
+        from stage1.checks import check_vector, run_checks
+        from stage1.duplicates import find_duplicates, image_patches
+        from stage1.heads import head_input
+        from stage1.proposals import propose
+        from stage1.sequence import build_sequences
+        from stage1.train import resize_224
+
+        check = check_deadline or (lambda: None)
+        cfg = self.config
+        timings: dict[str, float] = {}
+        _validate(images, k)
+        clock = _Clock(timings)
+
+        small = clock("resize", lambda: resize_224([im.pixels for im in images], self.backbone.preprocessing.size))
+
+        def side_work():  # second thread: EdgeBoxes and the checks (OpenCV releases the GIL)
+            t0 = time.perf_counter()
+            props = [propose(im.pixels, self.prop_cfg)[0] for im in images]
+            t1 = time.perf_counter()
+            checks = [run_checks(s, im.orig_size, self.check_cfg) for s, im in zip(small, images)]
+            return props, checks, (t1 - t0) * 1000, (time.perf_counter() - t1) * 1000
+
+        side = self._pool.submit(side_work)
+        feats = clock("backbone", lambda: self.backbone.features(small))
+        t0 = time.perf_counter()
+        props, checks, timings["proposals"], timings["checks"] = side.result()
+        timings["wait_side_thread"] = (time.perf_counter() - t0) * 1000
+        check()
+
+        x = head_input(feats["final"], feats["patch"], np.stack([check_vector(c) for c in checks])
+                       if self.heads.config.use_checks else None)
+        probs = clock("heads", lambda: self.heads.probs(x))
+        text_boxes = clock("text", lambda: self._text_regions(images, probs))
+        check()
+
+        reports, removed, decisions = self._decide(images, probs, checks, text_boxes)
+        primary = self._choose_primary(reports, decisions)
+        # Primary-rule findings explain the chosen primary, or, without one, why none qualified.
+        for r, d in zip(reports, decisions):
+            if primary is None or r.id == primary:
+                r.findings += d["primary_findings"]
+        kept = [im for im, d in zip(images, decisions) if not d["remove"]]
+
+        duplicates: list[DuplicatePair] = []
+        similarity: dict[frozenset, float] = {}
+        if primary is not None and len(kept) > 1:
+            t0 = time.perf_counter()
+            idx = [images.index(im) for im in kept]
+            patches = [image_patches(feats["patch"][i], feats["final"][i], props[i],
+                                     (images[i].pixels.shape[1], images[i].pixels.shape[0])) for i in idx]
+            found = find_duplicates(patches, self.dup_cfg)
+            duplicates, dup_removed = self._resolve_duplicates(found, kept, patches, primary, reports)
+            removed += dup_removed
+            similarity = {frozenset((kept[f.i].id, kept[f.j].id)): f.score for f in found}
+            gone = {r.id for r in dup_removed}
+            kept = [im for im in kept if im.id not in gone]
+            timings["matching"] = (time.perf_counter() - t0) * 1000
+        check()
+
+        features = {im.id: np.ascontiguousarray(feats["final"][i]) for i, im in enumerate(images)}
+        result = Stage1Result(reports, duplicates, removed, primary, [], None, timings, features)
+        if primary is None:
+            result.terminated_reason = "no_primary"
+            return result
+        others = [im.id for im in kept if im.id != primary]
+        if len(others) + 1 < k:
+            result.terminated_reason = "too_few_images"
+            return result
+        p_nc = {r.id: r.p_noncompliant for r in reports}
+        result.sequences = clock("sequences", lambda: build_sequences(primary, others, k, cfg.max_sequences,
+                                                                      p_nc, similarity))
+        return result
+
+    # -------------------------------------------------------------------------------------
+    def _text_regions(self, images, probs) -> dict[int, list]:
+        """Run the text detector on the images the model most suspects of added text."""
+        cfg = self.config
+        p_text = np.max(np.stack([probs[r] for r in TEXT_RULES if r in probs]), axis=0)
+        order = [int(i) for i in np.argsort(-p_text) if p_text[i] >= cfg.text_check_min_p]
+        out = {}
+        for i in order[: cfg.text_check_max_images]:
+            out[i] = self.text_detector().detect(images[i].pixels)
+        return out
+
+    def _decide(self, images, probs, checks, text_boxes):
+        cfg = self.config
+        reports, removed, decisions = [], [], []
+        rule_names = [r for r in self.heads.config.outputs if r in rules.BY_ID]
+        for i, im in enumerate(images):
+            findings: list[Finding] = []
+            s = im.scale
+            sx, sy = im.pixels.shape[1] / 224.0, im.pixels.shape[0] / 224.0
+            # learned rules
+            best_rule, best_p = max(((r, float(probs[r][i])) for r in rule_names), key=lambda t: t[1])
+            for r in rule_names:
+                p = float(probs[r][i])
+                if p >= 0.5:
+                    box = None
+                    if r in TEXT_RULES and text_boxes.get(i):
+                        box = _scale_box(_union([b for b, _ in text_boxes[i]]), s)
+                    findings.append(Finding(r, p, box, "model:noncompliant", _sentence(r, i, box, im)))
+            if text_boxes.get(i):
+                box = _scale_box(_union([b for b, _ in text_boxes[i]]), s)
+                score = max(sc for _, sc in text_boxes[i])
+                findings.append(Finding("text_overlay", float(score) * float(max(probs[r][i] for r in TEXT_RULES)),
+                                        box, "check:text_regions",
+                                        f"{len(text_boxes[i])} text region(s) found {_region(box, im)}"))
+            # explainable checks
+            p_nc = float(probs["noncompliant"][i])
+            nc_rule, nc_score = best_rule, best_p
+            p_primary = float(probs["primary"][i])
+            primary_findings: list[Finding] = []
+            for name, c in checks[i].items():
+                if c.score < 0.5:
+                    continue
+                box = None if c.box is None else _scale_box((c.box[0] * sx, c.box[1] * sy, c.box[2] * sx, c.box[3] * sy), s)
+                finding = Finding(c.rule, c.score, box, f"check:{name}", c.message)
+                (primary_findings if name in PRIMARY_CHECKS else findings).append(finding)
+                if name in cfg.decisive_checks and name in SINGLE_CHECKS and c.score > p_nc:
+                    p_nc, nc_rule, nc_score = c.score, c.rule, c.score
+                if name in cfg.decisive_checks and name in PRIMARY_CHECKS:
+                    p_primary = min(p_primary, 1.0 - c.score)
+            remove = p_nc >= cfg.noncompliant_threshold
+            reports.append(CandidateReport(im.id, p_primary, p_nc, findings))
+            decisions.append({"remove": remove, "rule": nc_rule, "primary_findings": primary_findings})
+            if remove:
+                box = next((f.box for f in findings if f.rule == nc_rule and f.box), None)
+                removed.append(Removal(im.id, nc_rule, _sentence(nc_rule, i, box, im)))
+        return reports, removed, decisions
+
+    def _choose_primary(self, reports, decisions) -> str | None:
+        """argmax p_primary among the images that are not removed; it must pass the threshold."""
+        eligible = [r for r, d in zip(reports, decisions) if not d["remove"]]
+        if not eligible:
+            return None
+        best = max(eligible, key=lambda r: r.p_primary)
+        return best.id if best.p_primary > self.config.primary_threshold else None
+
+    def _resolve_duplicates(self, found, kept, patches, primary, reports):
+        """Strongest pairs first; the primary is never removed, otherwise the larger p_nc goes."""
+        p_nc = {r.id: r.p_noncompliant for r in reports}
+        gone: set[str] = set()
+        pairs, removed = [], []
+        for f in sorted(found, key=lambda f: -f.score):
+            if f.score < self.config.duplicate_threshold:
+                continue
+            a, b = kept[f.i], kept[f.j]
+            matches = [BoxMatch(_scale_box(patches[f.i].boxes[x], a.scale), _scale_box(patches[f.j].boxes[y], b.scale), s)
+                       for x, y, s in f.matches]
+            if a.id in gone or b.id in gone:
+                pairs.append(DuplicatePair(a.id, b.id, f.score, matches, ""))
+                continue
+            if primary in (a.id, b.id):
+                loser = b if a.id == primary else a
+            else:
+                loser = a if p_nc[a.id] > p_nc[b.id] else b
+            gone.add(loser.id)
+            pairs.append(DuplicatePair(a.id, b.id, f.score, matches, loser.id))
+            keeper = a if loser is b else b
+            order = [r.id for r in reports]
+            sentence = rules.feedback("duplicated_view", images=[order.index(keeper.id), order.index(loser.id)])
+            removed.append(Removal(loser.id, "duplicated_view", f"{sentence} (patch match {f.score:.2f}); kept {keeper.id}"))
+        return pairs, removed
+
+
+class _Clock:
+    def __init__(self, timings: dict[str, float]):
+        self.timings = timings
+
+    def __call__(self, name: str, fn):
+        t0 = time.perf_counter()
+        out = fn()
+        self.timings[name] = self.timings.get(name, 0.0) + (time.perf_counter() - t0) * 1000
+        return out
+
+
+def _validate(images: list[CandidateImage], k: int) -> None:
+    if k < 1:
+        raise ValueError(f"sequence length k must be >= 1, got {k}")
+    for im in images:
+        px = im.pixels
+        if not isinstance(px, np.ndarray) or px.ndim != 3 or px.shape[2] != 3 or px.dtype != np.uint8:
+            raise ValueError(f"candidate {im.id!r}: pixels must be (H, W, 3) uint8 RGB, got "
+                             f"{getattr(px, 'shape', None)} {getattr(px, 'dtype', type(px).__name__)}")
+        if min(px.shape[:2]) < 8:
+            raise ValueError(f"candidate {im.id!r}: image of {px.shape[1]}x{px.shape[0]} px is too small to judge")
+
+
+def _union(boxes):
+    b = np.asarray(boxes, np.float32)
+    return (float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max()))
+
+
+def _scale_box(box, s: float) -> tuple[int, int, int, int]:
+    """A box in decoded pixels -> the original image's pixels (CandidateImage.scale)."""
+    return tuple(int(round(float(v) * s)) for v in box)
+
+
+def _region(box, im: CandidateImage) -> str:
+    return rules.region_name(box, *im.orig_size) if box else ""
+
+
+def _sentence(rule: str, index: int, box, im: CandidateImage) -> str:
+    if rule == "other":
+        return f"{rules.image_name(index)} breaks a rule not in the catalogue"
+    return rules.feedback(rule, image=index, region=_region(box, im))
+
+
+def load(path: str | Path, config: Stage1Config | None = None) -> LearnedStage1:
+    return LearnedStage1(path, config)

@@ -1,0 +1,85 @@
+"""The explainable checks on tiny synthetic images: each flags what it should and only that."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from stage1.checks import (CHECK_FEATURES, CheckConfig, check_aspect, check_blur, check_exposure, check_fill,
+                           check_resolution, check_vector, check_white_background, colour_word, prepare, run_checks)
+
+CFG = CheckConfig()
+
+
+def product(size: int = 224, fill: float = 0.8, bg=(255, 255, 255)) -> np.ndarray:
+    """A textured 'product' (stripes, a dark outline) centred on a plain background."""
+    im = np.full((size, size, 3), bg, np.uint8)
+    side = int(size * fill)
+    x0 = (size - side) // 2
+    patch = np.zeros((side, side, 3), np.uint8)
+    patch[:] = (200, 60, 40)
+    patch[:, ::6] = (30, 30, 120)  # sharp stripes: high Laplacian variance
+    cv2.rectangle(patch, (0, 0), (side - 1, side - 1), (10, 10, 10), 2)
+    im[x0:x0 + side, x0:x0 + side] = patch
+    return im
+
+
+def test_resolution_and_aspect():
+    assert check_resolution((300, 300), CFG).score > 0.9
+    assert check_resolution((500, 500), CFG).score == pytest.approx(0.5)
+    assert check_resolution((1200, 1200), CFG).score == 0.0
+    assert check_aspect((1024, 208), CFG).score == 1.0 and check_aspect((1024, 208), CFG).rule == "other"
+    assert check_aspect((800, 800), CFG).score == 0.0
+
+
+def test_white_background_reads_the_border():
+    good = check_white_background(prepare(product(), CFG), CFG)
+    assert good.score < 0.5 and good.value > 0.95
+    grey = check_white_background(prepare(product(bg=(120, 120, 120)), CFG), CFG)
+    assert grey.score == 1.0 and grey.rule == "primary_background_not_white" and grey.detail == "grey"
+    cream = check_white_background(prepare(product(bg=(245, 238, 215)), CFG), CFG)  # off-white is not white
+    assert cream.score > 0.5
+
+
+def test_fill_box_in_given_pixels():
+    small = check_fill(prepare(product(fill=0.3), CFG), CFG)
+    assert small.score > 0.5 and small.rule == "primary_product_too_small"
+    assert small.value == pytest.approx(0.3, abs=0.03)
+    big = prepare(product(size=448, fill=0.8), CFG)  # the check runs at 224; the box comes back at 448
+    r = check_fill(big, CFG)
+    assert r.score == 0.0
+    x0, y0, x1, y1 = r.box
+    assert abs(x0 - 45) <= 4 and abs(x1 - 403) <= 4 and abs(y0 - 45) <= 4
+
+
+def test_exposure_dark_and_washed_out():
+    im = product()
+    assert check_exposure(prepare(im, CFG), CFG).score < 0.5
+    dark = (im.astype(np.float32) * 0.35).astype(np.uint8)
+    r = check_exposure(prepare(dark, CFG), CFG)
+    assert r.score > 0.5 and r.detail == "dark" and r.rule == "bad_exposure"
+    washed = np.clip(im.astype(np.float32) * 0.3 + 180, 0, 255).astype(np.uint8)
+    r = check_exposure(prepare(washed, CFG), CFG)
+    assert r.score > 0.5 and r.detail == "bright"
+
+
+def test_blur():
+    im = product()
+    assert check_blur(prepare(im, CFG), CFG).score < 0.5
+    blurred = cv2.GaussianBlur(im, (0, 0), 6)
+    r = check_blur(prepare(blurred, CFG), CFG)
+    assert r.score > 0.5 and r.rule == "blurry"
+    assert r.value < check_blur(prepare(im, CFG), CFG).value
+
+
+def test_run_checks_and_vector():
+    results = run_checks(product(), (800, 800), CFG)
+    assert set(results) == {"resolution", "aspect_ratio", "white_background", "product_fill", "exposure", "blur"}
+    assert all(0.0 <= r.score <= 1.0 for r in results.values())
+    v = check_vector(results)
+    assert v.shape == (len(CHECK_FEATURES),) and np.isfinite(v).all()
+
+
+def test_colour_word():
+    assert colour_word(np.array([30, 80, 190])) == "blue"
+    assert colour_word(np.array([240, 240, 215])) == "cream"
