@@ -50,12 +50,12 @@ def load_version(name: str | os.PathLike, config: Config):
     """-> (stage1, stage2, version string)."""
     path = resolve(name)
     manifest = read_manifest(path)
-    stage1 = _load_stage("stage1", manifest["stage1"], path, config.stage1)
-    stage2 = _load_stage("stage2", manifest["stage2"], path, config.stage2)
+    stage1 = load_stage("stage1", manifest["stage1"], path, config.stage1)
+    stage2 = load_stage("stage2", manifest["stage2"], path, config.stage2)
     return stage1, stage2, str(manifest["version"])
 
 
-def _load_stage(stage: str, entry: dict, root: Path, stage_config):
+def load_stage(stage: str, entry: dict, root: Path, stage_config):
     kind = entry.get("kind")
     if kind == "placeholder":
         if stage == "stage1":

@@ -41,7 +41,8 @@ def test_kubernetes_manifests():
         for doc in _docs(path):
             kinds.setdefault(doc["kind"], []).append(doc)
     assert listed == {p.name for p in k8s.glob("*.yaml")} - {"kustomization.yaml"}
-    assert {"Deployment", "Service", "HorizontalPodAutoscaler", "ConfigMap", "StatefulSet"} <= set(kinds)
+    assert {"Deployment", "Service", "HorizontalPodAutoscaler", "ConfigMap", "StatefulSet", "CronJob",
+            "PersistentVolumeClaim"} <= set(kinds)
     deployment = next(d for d in kinds["Deployment"] if d["metadata"]["name"] == "agpis")
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
