@@ -29,8 +29,8 @@ from agpis.data import render, styles, violations
 from agpis.data.product import Product
 from agpis.data.styles import Styles
 
-COLOUR_WORDS = ("red", "green", "yellow", "orange", "blue", "purple", "black", "white", "pink", "brown", "grey",
-                "teal")
+# Colours a wrong title may name (plain shopper words; "teal pear" would read as a test pattern).
+COLOUR_WORDS = ("red", "green", "yellow", "orange", "blue", "purple", "black", "white", "pink", "brown", "grey")
 PRIMARY_RULES = tuple(r.id for r in rules.rules_in("primary"))
 
 
