@@ -44,10 +44,19 @@ def _report(summary: dict) -> None:
           f"{summary['images_per_s']} images/s, {summary['records_per_s']} records/s")
 
 
+def _check_shared(shared) -> None:
+    from agpis.data import real
+
+    try:
+        real.data_dir(shared)
+    except FileNotFoundError as e:
+        raise SystemExit(f"agpis data: {e}")
+
+
 def cmd_build(args) -> int:
     from agpis.data import builder, real
 
-    real.data_dir(args.shared)  # fail early with a clear message
+    _check_shared(args.shared)  # fail early with a clear message
     summary = builder.build(real.real_spec(args.shared), _config(args), progress=not args.no_progress)
     _report(summary)
     return 0
@@ -179,7 +188,7 @@ def cmd_bench(args) -> int:
     from agpis.data import builder, real
     from agpis.docsections import write_section
 
-    real.data_dir(args.shared)
+    _check_shared(args.shared)
     cfg = _config(args)
     load_before = os.getloadavg()[0]
     summary = builder.build(real.real_spec(args.shared), cfg, progress=not args.no_progress)
