@@ -180,6 +180,39 @@ def register(sub) -> None:
     p.add_argument("--check", action="store_true", help="exit 1 if the file is out of date")
     p.set_defaults(func=cmd_rules_doc)
 
+    from agpis.cli import add_config_flags
+
+    p = dsub.add_parser("export", help="reviewers' verdicts from the decisions stream as AGPIS-data (source=review)")
+    add_config_flags(p)
+    p.add_argument("--since", default="90d", help="window: 90d, 12h, 30m or an ISO date (default 90d)")
+    p.add_argument("--out", default="var/datasets/reviews.jsonl", help="JSONL file to write")
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_export(args) -> int:
+    """Each stored verdict becomes one record: the reviewer's rule and feedback, images by URI."""
+    import redis
+
+    from agpis.cli import load_config
+    from agpis.loop.export import export_reviews, parse_since, write_jsonl
+    from agpis.queue import ReviewQueue
+    from agpis.redisconn import RedisHandle, RedisUnavailable
+
+    cfg = load_config(args)
+    try:
+        since = parse_since(args.since)
+        with RedisHandle(cfg.queue) as handle:
+            records, problems = export_reviews(ReviewQueue(handle.client, cfg.queue), since)
+    except ValueError as e:
+        raise SystemExit(f"agpis data export: {e}")
+    except (RedisUnavailable, redis.RedisError) as e:
+        raise SystemExit(f"agpis data export: cannot reach Redis: {e}")
+    for p in problems:
+        print(f"skipped {p}", file=sys.stderr)
+    path = write_jsonl(records, args.out)
+    print(f"wrote {len(records)} reviewed records since {since.isoformat(timespec='seconds')} to {path}")
+    return 0
+
 
 def cmd_bench(args) -> int:
     """Build the real dataset once at full size and record its speed in docs/benchmarks.md."""

@@ -42,3 +42,26 @@ def test_parse_since():
     assert parse_since("2026-08-01", now) == datetime(2026, 8, 1, tzinfo=timezone.utc)
     with pytest.raises(ValueError, match="90d"):
         parse_since("last quarter", now)
+
+
+def test_export_command(queue_cfg, rclient, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    q = ReviewQueue(rclient, queue_cfg)
+    q.enqueue("p1", "h", payload("p1"))
+    q.verdict(q.next("ann").entry_id, "ann", approved=True)
+    out = tmp_path / "reviews.jsonl"
+    env = {**os.environ, "REDIS_URL": queue_cfg.redis_url, "AGPIS_QUEUE__DECISIONS_STREAM": queue_cfg.decisions_stream}
+    r = subprocess.run([sys.executable, "-m", "agpis.cli", "data", "export", "--since", "1d", "--out", str(out)],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "wrote 1 reviewed records" in r.stdout
+    assert [json.loads(line)["product_id"] for line in out.read_text().splitlines()] == ["p1"]
+    r = subprocess.run([sys.executable, "-m", "agpis.cli", "data", "validate", str(out)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
