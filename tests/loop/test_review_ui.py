@@ -118,3 +118,33 @@ def test_bad_token_and_unreachable_queue_are_explained(browser, app, queue_cfg):
         assert "review queue is unreachable" in page.inner_text("#banner")
     finally:
         down.stop()
+
+
+@pytest.mark.slow
+def test_fifty_sequences_by_keyboard_alone(browser, app, queue_cfg, rclient):
+    """The acceptance's '50 sequences in a few minutes': one key per approval, R + Ctrl+Enter
+    when the model's prefilled rule and feedback are right. Machine time is printed; a person
+    adds the seconds of looking at each sequence."""
+    import time
+
+    server, alice_token, _ = app
+    products = queue_products(queue_cfg, 50)
+    page = sign_in(browser, server.url, alice_token)
+    t0 = time.perf_counter()
+    for n, product in enumerate(products):
+        page.wait_for_function(f"document.getElementById('title').textContent === {product['title']!r}")
+        if product["label"] == "qualified":
+            page.keyboard.press("a")
+        else:
+            page.keyboard.press("r")
+            page.keyboard.press("Control+Enter")
+        page.wait_for_function(f"document.getElementById('statDone').textContent === '{n + 1}'")
+    page.wait_for_selector("#banner.done")
+    elapsed = time.perf_counter() - t0
+    print(f"50 verdicts through the web app in {elapsed:.1f} s of machine time")
+    if os.environ.get("AGPIS_WRITE_SCREENSHOTS"):
+        page.screenshot(path=str(SHOTS / "review-ui-50-done.png"))
+    decisions = ReviewQueue(rclient, queue_cfg).decisions()
+    assert len(decisions) == 50
+    assert sum(d["verdict"] == "approve" for d in decisions) == sum(p["label"] == "qualified" for p in products)
+    assert ReviewQueue(rclient, queue_cfg).stats()["in_review"] == 0
