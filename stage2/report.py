@@ -78,6 +78,7 @@ def run_evaluation(args) -> dict:
 
     t0 = time.time()
     records, eval_all = load_examples(args.data, args.split)
+    # the same example set as training's feature cache (all splits): it is reused, not rebuilt
     all_ex = [e for s in ("train", "val", "test") if has_split(args.data, s) for e in load_examples(args.data, s)[1]]
     eval_ex = evaluate.evaluation_examples(eval_all, args.styles)
     if not eval_ex:

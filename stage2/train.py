@@ -162,6 +162,7 @@ def train(cfg: TrainConfig) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     _, train_ex = load_examples(cfg.data, "train")
     _, val_ex = load_examples(cfg.data, "val")
+    # one feature cache over every split of the dataset: evaluation reuses it
     everything = train_ex + val_ex + (load_examples(cfg.data, "test")[1] if has_split(cfg.data, "test") else [])
     if cfg.limit:
         train_ex = train_ex[:cfg.limit]
@@ -231,6 +232,7 @@ def train(cfg: TrainConfig) -> Path:
         net.train()
         bar = tqdm(loader, desc=f"{cfg.variant} epoch {epoch + 1}/{cfg.epochs}", disable=not (d.main and cfg.progress),
                    initial=skip, total=steps_per_epoch)
+        seen = {"loss": 0.0, "n": 0}
         for batch in bar:
             if state["step"] >= total or (cfg.stop_at and state["step"] >= cfg.stop_at):
                 break
@@ -250,7 +252,9 @@ def train(cfg: TrainConfig) -> Path:
             scaler.step(opt)
             scaler.update()
             state["step"] += 1
-            bar.set_postfix(loss=f"{float(loss):.3f}", **{k: f"{v:.3f}" for k, v in parts.items()})
+            seen["loss"] += loss.item()
+            seen["n"] += 1
+            bar.set_postfix(loss=f"{loss.item():.3f}", **{k: f"{v:.3f}" for k, v in parts.items()})
             if cfg.checkpoint_every and state["step"] % cfg.checkpoint_every == 0:
                 save_last()
         bar.close()
@@ -265,9 +269,10 @@ def train(cfg: TrainConfig) -> Path:
                 val = evaluate.predict(model, val_ex, source, tokenizer, cfg.max_title, batch_size=128,
                                        device=d.device, progress=False)
                 auc = evaluate.metrics.summary([e.label for e in val_ex], val["p_qualified"])["auc"]
+                train_loss = seen["loss"] / max(1, seen["n"])
                 state["history"].append({"epoch": epoch + 1, "step": state["step"], "val_auc": auc,
-                                         "minutes": (time.time() - t_start) / 60})
-                print(f"{cfg.variant} epoch {epoch + 1}: val AUC {auc:.4f}", flush=True)
+                                         "train_loss": train_loss, "minutes": (time.time() - t_start) / 60})
+                print(f"{cfg.variant} epoch {epoch + 1}: train loss {train_loss:.4f}, val AUC {auc:.4f}", flush=True)
                 if auc > state["best_auc"]:
                     state["best_auc"] = auc
                     checkpoint.save(out / "best", model, tokenizer if mcfg.use_decoder else None,
@@ -275,7 +280,8 @@ def train(cfg: TrainConfig) -> Path:
                                                              "max_feedback": cfg.max_feedback},
                                     version=cfg.version or f"muisc-{cfg.variant}",
                                     extra={"train": {**asdict(cfg), "val_auc": auc, "epoch": epoch + 1,
-                                                     "n_train": len(ds), "world_size": d.world},
+                                                     "n_train": len(ds), "world_size": d.world,
+                                                     "data_sha256": checkpoint.sha256_file(Path(cfg.data) / "train.jsonl")},
                                            "classes_catalogue": list(rules.CLASSES)})
             save_last()
             barrier(d)
