@@ -12,10 +12,16 @@ import numpy as np
 STEPS = ("resize", "backbone", "proposals", "checks", "wait_side_thread", "heads", "text", "matching", "sequences")
 
 
-def jpeg_candidates(n_products: int, size: int = 800) -> list[list[tuple[str, bytes]]]:
+def jpeg_candidates(n_products: int, size: int = 800, n: int = 7) -> list[list[tuple[str, bytes]]]:
+    """`n` candidates per product; a drawn product with fewer images borrows the next one's."""
     from agpis.data.synth import demo_products
 
-    return [p["images"][:7] for p in demo_products(n_products, seed=0, size=size)]
+    products = demo_products(n_products + 1, seed=0, size=size)
+    out = []
+    for i in range(n_products):
+        images = list(products[i]["images"]) + [(f"x{cid}", data) for cid, data in products[i + 1]["images"]]
+        out.append(images[:n])
+    return out
 
 
 def run_bench(stage1, products: list[list[tuple[str, bytes]]], repeats: int, log=print) -> dict:

@@ -15,7 +15,7 @@ def write_card(out: Path, info: dict) -> Path:
     m = json.loads((out / MANIFEST).read_text())
     base = info["base"]
     res = info["metrics"]
-    rows = ["| variant | hidden | check inputs | split | subset | primary AUC | primary P / R | non-compliant AUC | non-compliant P / R |",
+    rows = ["| variant | hidden (primary, non-compliant) | check inputs | split | subset | primary AUC | primary P / R | non-compliant AUC | non-compliant P / R |",
             "|---|---|---|---|---|---|---|---|---|"]
     for name, r in res.items():
         for split in ("val", "test"):
@@ -41,7 +41,8 @@ through `weights/default/manifest.json`.
 
 ## What it is
 Stage 1 of AGPIS (paper §3.3): the primary-image model and the non-compliant model are small
-heads (MLP, {m['heads']['config']['hidden']} hidden units; outputs {', '.join(m['heads']['outputs'])})
+heads (hidden widths: primary {m['heads']['config']['hidden_primary']}, non-compliant
+{m['heads']['config']['hidden_noncompliant']}, 0 = linear; outputs {', '.join(m['heads']['outputs'])})
 on the features of a frozen ImageNet MobileNetV2 (average- and max-pooled final and patch maps)
 plus the explainable checks' measurements. The same backbone maps serve the duplicate detector
 (EdgeBoxes + patch kNN) and stage 2. Thresholds: each output's F1-best threshold on the
@@ -62,16 +63,21 @@ https://www.apache.org/licenses/LICENSE-2.0; the backbone file here is a derivat
 The heads were trained by this project.
 
 ## Data
-`{info['trained_on']['dataset']}`: {info['trained_on']['card'] or 'AGPIS-data'} (docs/data.md;
-synthetic labels over real product photos from ../shared and drawn products). Candidates:
+{chr(10).join(f"- `{d}`: {c or 'AGPIS-data'}" for d, c in zip(info['trained_on']['datasets'], info['trained_on']['cards']))}
+
+(docs/data.md: synthetic labels over real product photos from ../shared, and drawn products,
+one row per candidate image of each listing.) Candidates:
 {info['trained_on']['n_train']} train, {info['trained_on']['n_val']} val, {info['trained_on']['n_test']} test
 (splits by product group; half of val/test products use violation styles never seen in
 training: `heldout_styles`). Seed {info['trained_on']['seed']}, {info['trained_on']['epochs']} epochs,
 {info['train_seconds']} s including feature caching.
 
 ## Metrics (candidate level, operating threshold)
-`chosen` is the shipped model; the other variants are the measurement behind the design
-(a linear head; the MLP without the check measurements).
+`chosen` is the shipped model; the other variants are the measurement behind the design (both
+models MLP, both linear, the chosen widths without the check measurements). `family:<x>` rows:
+candidates of one product family; `jd` (one product, sandals, only in val) is the only family
+that never appears in training, so it shows how each variant carries over to a new kind of
+product.
 
 {chr(10).join(rows)}
 

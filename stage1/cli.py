@@ -51,13 +51,17 @@ def register_train(sub) -> None:
     p = sub.add_parser("stage1", help="train stage 1's primary and non-compliant heads",
                        description="Cache the frozen backbone's features of every candidate of an AGPIS-data set, "
                                    "train the heads, choose thresholds on val, write weights/default/stage1.")
-    p.add_argument("--data", type=Path, default=DEFAULT_DATASET, help="dataset directory (default: %(default)s)")
+    p.add_argument("--data", type=Path, action="append",
+                   help="dataset directory; repeat to train on several (default: var/datasets/real and "
+                        "var/datasets/synth: real photos, and drawn products like the service demo's)")
     p.add_argument("--out", type=Path, help="output directory (default: weights/default/stage1)")
     p.add_argument("--base", type=Path, help="imported base directory (default: weights/mobilenet_v2)")
     p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--hidden", type=int, default=256, help="MLP width; 0 = linear heads")
+    p.add_argument("--hidden-primary", type=int, default=0, help="primary model's MLP width; 0 = linear")
+    p.add_argument("--hidden-noncompliant", type=int, default=256, help="non-compliant model's MLP width; 0 = linear")
     p.add_argument("--no-checks", action="store_true", help="do not give the check measurements to the heads")
-    p.add_argument("--compare", action="store_true", help="also train a linear and a no-checks variant (model card)")
+    p.add_argument("--compare", action="store_true",
+                   help="also train MLP/linear/no-checks variants, for the model card's comparison")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache", type=Path, default=CACHE_DIR)
     p.set_defaults(func=_train)
@@ -68,10 +72,13 @@ def _train(args: argparse.Namespace) -> int:
     from stage1.paths import BASE_DIR, DEFAULT_STAGE1_DIR
     from stage1.train import run_training
 
-    if not (args.data / "train.jsonl").is_file():
-        raise SystemExit(f"{args.data}: no train.jsonl; build a dataset with `agpis data build` (docs/data.md)")
+    datasets = args.data or [DEFAULT_DATASET, Path("var/datasets/synth")]
+    for d in datasets:
+        if not (d / "train.jsonl").is_file():
+            raise SystemExit(f"{d}: no train.jsonl; build it with `agpis data build` / `agpis data synth` (docs/data.md)")
     out = args.out or DEFAULT_STAGE1_DIR
-    info = run_training(args.data, out, args.base or BASE_DIR, args.epochs, args.hidden, not args.no_checks,
+    info = run_training(datasets, out, args.base or BASE_DIR, args.epochs,
+                        (args.hidden_primary, args.hidden_noncompliant), not args.no_checks,
                         args.seed, args.cache, args.compare)
     from stage1.card import write_card
 
@@ -99,7 +106,8 @@ def _eval(args: argparse.Namespace) -> int:
     _quiet_threads(1)
     from agpis.cli import load_config
     from agpis.docsections import write_section
-    from stage1.evaluate import duplicates_section, grocery_section, heads_section, jd_section, listing_section
+    from stage1.evaluate import (duplicates_section, grocery_section, heads_section, heldout_grocery_classes,
+                                 jd_section, listing_section)
     from stage1.model import LearnedStage1
     from stage1.paths import DEFAULT_STAGE1_DIR, shared_dir
     from stage1.train import cached_features
@@ -124,8 +132,11 @@ def _eval(args: argparse.Namespace) -> int:
         else:
             print(f"{args.data}: no {args.split}.jsonl; skipping the dataset metrics")
         if shared is not None:
-            g, _ = grocery_section(stage1, shared)
+            heldout = heldout_grocery_classes(args.data) if have_data else set()
+            g, _ = grocery_section(stage1, shared, heldout)
             j, _ = jd_section(stage1, shared)
+            if have_data:
+                j += _jd_note(args.data)
             sections["stage1-real-photos"] = (f"Stage 1 ({stage1.version}) on real photos from ../shared (used in "
                                               f"place, never committed). Command: {cmd}.\n\n**Grocery.** {g}\n\n"
                                               f"**JD example listing** (`jd_muisc_examples`, decoded as the service "
@@ -140,6 +151,18 @@ def _eval(args: argparse.Namespace) -> int:
         if not args.no_docs:
             write_section("docs/evaluation.md", name, f"## Stage 1: {name.split('-', 1)[1].replace('-', ' ')}\n\n{text}")
     return 0
+
+
+def _jd_note(dataset: Path) -> str:
+    """Which split the JD product's listings are in: evaluation on it is only clean for test."""
+    for split in ("train", "val", "test"):
+        path = dataset / f"{split}.jsonl"
+        if path.is_file() and '"group":"jd-' in path.read_text():
+            use = {"train": "TRAINING data: this is not a held-out result",
+                   "val": "used to choose thresholds and the epoch, never as training data",
+                   "test": "held out"}[split]
+            return f" (The dataset's listings of this JD product are in its {split} split: {use}.)"
+    return ""
 
 
 def register_bench(sub) -> None:

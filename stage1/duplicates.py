@@ -179,6 +179,7 @@ def find_duplicates(images: list[ImagePatches], cfg: DuplicateConfig | None = No
     cfg = cfg or DuplicateConfig()
     if len(images) < 2:
         return []
+    faiss.omp_set_num_threads(1)  # a few hundred vectors: OpenMP threads only add contention
     owner = np.concatenate([np.full(len(im.feats), i) for i, im in enumerate(images)])
     local = np.concatenate([np.arange(len(im.feats)) for im in images])
     feats = np.ascontiguousarray(np.concatenate([im.feats for im in images]), dtype=np.float32)

@@ -53,17 +53,28 @@ def best_f1_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
     return float((s[k] + s[k + 1]) / 2) if k + 1 < len(s) else float(s[k])
 
 
-def subsets(style_split: np.ndarray) -> dict[str, np.ndarray]:
-    return {"all": np.ones(len(style_split), bool), "heldout_styles": style_split == "heldout",
-            "train_styles": style_split == "train"}
+def subsets(style_split: np.ndarray, group: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """All candidates, by violation style, and by product family (the group's prefix: grocery,
+    abo, jd, procedural...) when groups are given: a family absent from training shows how the
+    models carry over to a new kind of product."""
+    out = {"all": np.ones(len(style_split), bool), "heldout_styles": style_split == "heldout",
+           "train_styles": style_split == "train"}
+    if group is not None:
+        family = np.array([str(g).split("-")[0] for g in group])
+        for f in sorted(set(family)):
+            out[f"family:{f}"] = family == f
+    return out
 
 
 def summarise(probs: dict[str, np.ndarray], primary: np.ndarray, rules: np.ndarray, style_split: np.ndarray,
-              threshold: float = 0.5) -> dict:
+              threshold: float = 0.5, group: np.ndarray | None = None) -> dict:
     """probs: OUTPUTS name -> (N,) calibrated probabilities; primary (N,) bool; rules (N, R) bool."""
+    from stage1.heads import p_noncompliant
+
     nc = rules.any(1)
+    probs = {**probs, "noncompliant": p_noncompliant(probs)}  # as the service decides
     out = {}
-    for name, sel in subsets(style_split).items():
+    for name, sel in subsets(style_split, group).items():
         if not sel.any():
             continue
         m = {"n": int(sel.sum())}
@@ -101,4 +112,4 @@ def head_metrics(model, d: dict) -> dict:
         logits = model(torch.from_numpy(inputs(d, model.config.use_checks))) - model.offset
         p = torch.sigmoid(logits).numpy()
     probs = {name: p[:, i] for i, name in enumerate(model.config.outputs)}
-    return summarise(probs, d["primary"], d["rules"], d["style_split"])
+    return summarise(probs, d["primary"], d["rules"], d["style_split"], group=d["group"])

@@ -134,15 +134,15 @@ class LearnedStage1:
         for r, d in zip(reports, decisions):
             if primary is None or r.id == primary:
                 r.findings += d["primary_findings"]
-        kept = [im for im, d in zip(images, decisions) if not d["remove"]]
+        kept_idx = [i for i, d in enumerate(decisions) if not d["remove"]]
+        kept = [images[i] for i in kept_idx]
 
         duplicates: list[DuplicatePair] = []
         similarity: dict[frozenset, float] = {}
         if primary is not None and len(kept) > 1:
             t0 = time.perf_counter()
-            idx = [images.index(im) for im in kept]
             patches = [image_patches(feats["patch"][i], feats["final"][i], props[i],
-                                     (images[i].pixels.shape[1], images[i].pixels.shape[0])) for i in idx]
+                                     (images[i].pixels.shape[1], images[i].pixels.shape[0])) for i in kept_idx]
             found = find_duplicates(patches, self.dup_cfg)
             duplicates, dup_removed = self._resolve_duplicates(found, kept, patches, primary, reports)
             removed += dup_removed
@@ -178,15 +178,18 @@ class LearnedStage1:
         return out
 
     def _decide(self, images, probs, checks, text_boxes):
+        from stage1.heads import p_noncompliant
+
         cfg = self.config
         reports, removed, decisions = [], [], []
+        p_nc_model = p_noncompliant(probs)
         rule_names = [r for r in self.heads.config.outputs if r in rules.BY_ID]
         for i, im in enumerate(images):
             findings: list[Finding] = []
             s = im.scale
             sx, sy = im.pixels.shape[1] / 224.0, im.pixels.shape[0] / 224.0
             # learned rules
-            best_rule, best_p = max(((r, float(probs[r][i])) for r in rule_names), key=lambda t: t[1])
+            best_rule = max(rule_names, key=lambda r: float(probs[r][i]))
             for r in rule_names:
                 p = float(probs[r][i])
                 if p >= 0.5:
@@ -200,9 +203,8 @@ class LearnedStage1:
                 findings.append(Finding("text_overlay", float(score) * float(max(probs[r][i] for r in TEXT_RULES)),
                                         box, "check:text_regions",
                                         f"{len(text_boxes[i])} text region(s) found {_region(box, im)}"))
-            # explainable checks
-            p_nc = float(probs["noncompliant"][i])
-            nc_rule, nc_score = best_rule, best_p
+            # The model's verdict (stage1.heads.p_noncompliant); the reason is the likeliest rule.
+            p_nc, nc_rule = float(p_nc_model[i]), best_rule
             p_primary = float(probs["primary"][i])
             primary_findings: list[Finding] = []
             for name, c in checks[i].items():
@@ -212,7 +214,7 @@ class LearnedStage1:
                 finding = Finding(c.rule, c.score, box, f"check:{name}", c.message)
                 (primary_findings if name in PRIMARY_CHECKS else findings).append(finding)
                 if name in cfg.decisive_checks and name in SINGLE_CHECKS and c.score > p_nc:
-                    p_nc, nc_rule, nc_score = c.score, c.rule, c.score
+                    p_nc, nc_rule = c.score, c.rule
                 if name in cfg.decisive_checks and name in PRIMARY_CHECKS:
                     p_primary = min(p_primary, 1.0 - c.score)
             remove = p_nc >= cfg.noncompliant_threshold

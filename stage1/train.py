@@ -183,7 +183,7 @@ def save_stage1(model, out: Path, base_dir: Path, info: dict) -> Path:
     for name in (ONNX_FILE, BACKBONE_JSON):
         if (base_dir / name).resolve() != (out / name).resolve():
             shutil.copyfile(base_dir / name, out / name)
-    state = {k: (v.half() if k.startswith("net.") else v).contiguous() for k, v in model.state_dict().items()}
+    state = {k: (v if k in ("mean", "std", "offset") else v.half()).contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(out / HEADS_FILE))
     manifest = {
         "format": FORMAT,
@@ -198,8 +198,12 @@ def save_stage1(model, out: Path, base_dir: Path, info: dict) -> Path:
     return out
 
 
-def run_training(dataset: Path, out: Path, base_dir: Path, epochs: int, hidden: int, use_checks: bool,
-                 seed: int, cache_dir: Path, compare: bool, log=print) -> dict:
+def merge(parts: list[dict]) -> dict:
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def run_training(datasets: list[Path], out: Path, base_dir: Path, epochs: int, hidden: tuple[int, int],
+                 use_checks: bool, seed: int, cache_dir: Path, compare: bool, log=print) -> dict:
     from stage1.backbone import Backbone
     from stage1.checks import CheckConfig
     from stage1.heads import HeadsConfig
@@ -208,18 +212,20 @@ def run_training(dataset: Path, out: Path, base_dir: Path, epochs: int, hidden: 
     t0 = time.time()
     check_cfg = CheckConfig()
     backbone = Backbone(base_dir, threads=1)
-    data = {s: cached_features(dataset, s, backbone, check_cfg, cache_dir) for s in ("train", "val", "test")}
+    data = {s: merge([cached_features(d, s, backbone, check_cfg, cache_dir) for d in datasets])
+            for s in ("train", "val", "test")}
     log(f"features ready in {time.time() - t0:.0f} s: " + ", ".join(f"{s} {len(d['primary'])}" for s, d in data.items()))
 
     variants = {"chosen": (hidden, use_checks)}
     if compare:  # the measurement behind the head design (model card)
-        variants.update({"linear": (0, use_checks), "no_checks": (hidden, False)})
+        variants.update({"mlp_both": ((256, 256), use_checks), "linear_both": ((0, 0), use_checks),
+                         "no_checks": (hidden, False)})
     results, models = {}, {}
     for name, (h, uc) in variants.items():
-        cfg = HeadsConfig(hidden=h, use_checks=uc)
+        cfg = HeadsConfig(hidden_primary=h[0], hidden_noncompliant=h[1], use_checks=uc)
         model = fit_heads(data["train"], data["val"], cfg, epochs=epochs, seed=seed, log=log)
         thresholds = choose_offsets(model, data["val"])
-        results[name] = {"hidden": h, "use_checks": uc, "val_thresholds": thresholds,
+        results[name] = {"hidden": list(h), "use_checks": uc, "val_thresholds": thresholds,
                          "val": head_metrics(model, data["val"]), "test": head_metrics(model, data["test"])}
         models[name] = model
         log(f"{name}: val AUC primary {results[name]['val']['all']['primary']['auc']:.3f} "
@@ -227,7 +233,8 @@ def run_training(dataset: Path, out: Path, base_dir: Path, epochs: int, hidden: 
     model = models["chosen"]
     info = {
         "version": f"stage1-mnv2int8-heads-{time.strftime('%Y%m%d')}",
-        "trained_on": {"dataset": str(dataset), "card": _card_head(dataset), "seed": seed, "epochs": epochs,
+        "trained_on": {"datasets": [str(d) for d in datasets], "cards": [_card_head(d) for d in datasets],
+                       "seed": seed, "epochs": epochs,
                        "n_train": int(len(data["train"]["primary"])), "n_val": int(len(data["val"]["primary"])),
                        "n_test": int(len(data["test"]["primary"]))},
         "base": json.loads((base_dir / "backbone.json").read_text()),

@@ -1,0 +1,155 @@
+"""The learned stage 1 from the committed weights (weights/default/stage1), as the service runs it."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+import stage1
+from agpis import rules
+from agpis.config import ImagesConfig
+from stage1.config import Stage1Config
+from stage1.paths import DEFAULT_STAGE1_DIR
+from stage1.types import CandidateImage, Stage1Result
+
+GOLDEN = DEFAULT_STAGE1_DIR.parents[2] / "tests" / "stage1" / "golden_stage1.json"
+
+
+@pytest.fixture(scope="module")
+def model():
+    if not (DEFAULT_STAGE1_DIR / "stage1.json").is_file():
+        pytest.fail("weights/default/stage1 is not committed; run `agpis train stage1`")
+    return stage1.load(DEFAULT_STAGE1_DIR, Stage1Config())
+
+
+@pytest.fixture(scope="module")
+def products():
+    from agpis.data.synth import demo_products
+    from agpis.images import decode
+
+    out = []
+    for p in demo_products(4, seed=0, size=600):
+        out.append((p, [decode(cid, data, ImagesConfig()) for cid, data in p["images"]]))
+    return out
+
+
+def test_import_stays_cheap():
+    import subprocess
+    import sys
+
+    code = "import sys, stage1.types, stage1; print('torch' in sys.modules, 'onnxruntime' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
+
+
+def test_result_contract(model, products):
+    for p, ims in products:
+        res = model.run(ims, 3)
+        assert isinstance(res, Stage1Result)
+        ids = [im.id for im in ims]
+        assert [r.id for r in res.reports] == ids
+        for r in res.reports:
+            assert 0.0 <= r.p_primary <= 1.0 and 0.0 <= r.p_noncompliant <= 1.0
+            for f in r.findings:
+                assert rules.is_known(f.rule), f.rule
+                assert 0.0 <= f.score <= 1.0 and f.source and f.message
+                if f.box is not None:
+                    w, h = next(im.orig_size for im in ims if im.id == r.id)
+                    x0, y0, x1, y1 = f.box
+                    assert all(isinstance(v, int) for v in f.box)
+                    assert 0 <= x0 < x1 <= w + 1 and 0 <= y0 < y1 <= h + 1
+        for rm in res.removed:
+            assert rm.id in ids and rm.rule in rules.BY_ID and rm.reason
+            assert rm.id != res.primary_id, "the primary is never removed"
+        for d in res.duplicates:
+            assert d.removed_id in ("", d.id_a, d.id_b) and d.removed_id != res.primary_id
+        # stage 2's contract: the frozen backbone's final map, per candidate
+        assert set(res.features) == set(ids)
+        for f in res.features.values():
+            assert f.shape == (49, 1280) and f.dtype == np.float32
+        if res.terminated_reason is None:
+            assert res.primary_id is not None and res.sequences
+            removed = {rm.id for rm in res.removed}
+            for seq in res.sequences:
+                assert seq[0] == res.primary_id and len(seq) == 3 and len(set(seq)) == 3
+                assert not removed & set(seq)
+        else:
+            assert res.terminated_reason in rules.TERMINATION_REASONS and res.sequences == []
+        for step in ("resize", "backbone", "proposals", "checks", "heads"):
+            assert step in res.timings_ms
+
+
+def test_termination_reasons(model, products):
+    dark = [CandidateImage(f"d{i}", np.full((300, 300, 3), 10 * i, np.uint8), (300, 300)) for i in range(4)]
+    assert model.run(dark, 3).terminated_reason == "no_primary"
+    _, ims = products[0]
+    res = model.run(ims, 3)
+    if res.primary_id is not None:  # ask for more images than survive stage 1
+        assert model.run(ims, len(ims) + 1).terminated_reason == "too_few_images"
+
+
+def test_bad_input(model):
+    with pytest.raises(ValueError, match="uint8"):
+        model.run([CandidateImage("a", np.zeros((50, 50, 3), np.float32), (50, 50))], 3)
+    with pytest.raises(ValueError, match="too small"):
+        model.run([CandidateImage("a", np.zeros((4, 50, 3), np.uint8), (50, 4))], 3)
+    with pytest.raises(ValueError, match="k must be"):
+        model.run([CandidateImage("a", np.zeros((50, 50, 3), np.uint8), (50, 50))], 0)
+
+
+def test_checkpoint_loads_strictly(tmp_path):
+    d = tmp_path / "stage1"
+    shutil.copytree(DEFAULT_STAGE1_DIR, d)
+    m = json.loads((d / "stage1.json").read_text())
+    m["heads"]["sha256"] = "0" * 64
+    (d / "stage1.json").write_text(json.dumps(m))
+    with pytest.raises(ValueError, match="sha256"):
+        stage1.load(d, Stage1Config())
+    with pytest.raises(FileNotFoundError):
+        stage1.load(tmp_path, Stage1Config())
+    with pytest.raises(ValueError, match="decisive_checks"):
+        stage1.load(DEFAULT_STAGE1_DIR, Stage1Config(decisive_checks=["nonsense"]))
+
+
+def test_thresholds_come_from_the_config(model, products):
+    _, ims = products[0]
+    strict = stage1.load(DEFAULT_STAGE1_DIR, Stage1Config(primary_threshold=1.0))
+    assert strict.run(ims, 3).terminated_reason == "no_primary"
+    remove_all = stage1.load(DEFAULT_STAGE1_DIR, Stage1Config(noncompliant_threshold=0.0))
+    res = remove_all.run(ims, 3)
+    assert len(res.removed) == len(ims) and res.terminated_reason == "no_primary"
+
+
+def test_golden_outputs_of_the_shipped_weights(model, products):
+    """Probabilities on drawn products match those recorded when the weights were committed."""
+    if not GOLDEN.is_file():
+        pytest.fail(f"{GOLDEN} missing; regenerate with tests/stage1/make_golden.py")
+    golden = json.loads(GOLDEN.read_text())
+    assert golden["version"] == model.version, "new weights: regenerate the golden file"
+    for (p, ims), expected in zip(products, golden["products"]):
+        res = model.run(ims, 3)
+        got = {r.id: [r.p_primary, r.p_noncompliant] for r in res.reports}
+        for cid, (pp, pn) in expected["probs"].items():
+            assert got[cid][0] == pytest.approx(pp, abs=0.03) and got[cid][1] == pytest.approx(pn, abs=0.03), cid
+
+
+def test_service_pipeline_runs_the_learned_stage1(products):
+    """The service's Pipeline with the default model version uses this stage 1 (manifest)."""
+    from agpis.models import read_manifest, resolve
+    from agpis.pipeline import Pipeline
+
+    manifest = read_manifest(resolve("default"))
+    if manifest["stage1"].get("kind") != "learned":
+        pytest.fail("weights/default/manifest.json does not select the learned stage 1")
+    pipe = Pipeline.load("default")
+    assert not pipe.stage1.version.startswith("stage1-placeholder")
+    p, ims = products[0]
+    decision = pipe.run(p["product_id"], p["title"], ims)
+    direct = pipe.stage1.run(ims, 3)
+    if direct.terminated_reason is None:
+        assert decision.sequence[0] == direct.primary_id
+    else:
+        assert decision.terminated_reason == direct.terminated_reason
+    assert any(k.startswith("stage1.") for k in decision.timings_ms)
