@@ -34,6 +34,10 @@ class CheckConfig:
     max_shadow: float = 0.58
     # Blur: log10 variance of the Laplacian over the content box at the work size.
     min_log_sharpness: float = 1.15
+    # Marks on the background: pieces of content apart from the product, this share of the image.
+    mark_min_area: float = 0.0005
+    mark_max_area: float = 0.04
+    mark_max_count: int = 3
     # Pixel checks run on a copy at most this size (longest side); the pipeline passes the
     # backbone's 224x224 input so that one resize serves both.
     work_side: int = 224
@@ -49,6 +53,8 @@ class CheckResult:
     message: str = ""
     detail: str = ""  # for the rule's feedback template ({detail}), e.g. a colour word
     stats: dict[str, float] = field(default_factory=dict)  # raw measurements (model inputs)
+    # Regions that need a closer look (normalised x0, y0, x1, y1), e.g. marks on the background.
+    candidates: list[tuple[float, float, float, float]] = field(default_factory=list)
 
 
 def _score(value: float, threshold: float, softness: float, higher_is_worse: bool) -> float:
@@ -181,12 +187,48 @@ def check_blur(p: Prepared, cfg: CheckConfig) -> CheckResult:
                        f"sharpness {sharp:.2f} (log10 Laplacian variance; blurry below {cfg.min_log_sharpness:.2f})")
 
 
+def find_background_marks(p: Prepared, cfg: CheckConfig) -> CheckResult:
+    """Small marks standing apart from the product on a clean background: where an added logo,
+    price or slogan usually sits (a brand logo above a JD product shot, a shop mark in a corner).
+    Only candidates: the text detector looks at each (stage1.model) and the finding needs text.
+    Score 0 here; `candidates` holds the marks' boxes, normalised."""
+    h, w = p.white.shape
+    white_border = float(_band(p.white).mean())
+    result = CheckResult("background_marks", "logo", 0.0, 0.0, None, "", "", {"white_border": white_border})
+    if white_border < cfg.min_white_border:  # no clean background to stand apart on
+        return result
+    content = cv2.morphologyEx((~p.white).astype(np.uint8), cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
+    n, _, stats, _ = cv2.connectedComponentsWithStats(content, connectivity=8)
+    if n <= 2:  # background + at most one piece
+        return result
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    main = 1 + int(np.argmax(areas))
+    if areas.max() < 0.05 * h * w:  # no product-sized piece: a text panel or a pattern, not marks
+        return result
+    mx, my, mw, mh = stats[main, :4]
+    for i in range(1, n):
+        x, y, bw, bh, area = stats[i]
+        if i == main or not (cfg.mark_min_area * h * w <= area <= cfg.mark_max_area * h * w):
+            continue
+        # apart from the product: no overlap with the main piece's box (grown by 2 px)
+        if x < mx + mw + 2 and mx - 2 < x + bw and y < my + mh + 2 and my - 2 < y + bh:
+            continue
+        pad_x, pad_y = bw * 0.3 + 2, bh * 0.6 + 2
+        result.candidates.append((max(0.0, (x - pad_x) / w), max(0.0, (y - pad_y) / h),
+                                  min(1.0, (x + bw + pad_x) / w), min(1.0, (y + bh + pad_y) / h)))
+    if len(result.candidates) > cfg.mark_max_count:  # many pieces: a collage, a text panel, a pack
+        result.candidates = []
+    result.value = float(len(result.candidates))
+    result.message = f"{len(result.candidates)} mark(s) apart from the product on the background"
+    return result
+
+
 def run_checks(pixels: np.ndarray, orig_size: tuple[int, int], cfg: CheckConfig) -> dict[str, CheckResult]:
     """Every pixel/size check of one image (the text detector runs separately: it costs more)."""
     p = prepare(pixels, cfg)
     return {r.check: r for r in (
         check_resolution(orig_size, cfg), check_aspect(orig_size, cfg), check_white_background(p, cfg),
-        check_fill(p, cfg), check_exposure(p, cfg), check_blur(p, cfg))}
+        check_fill(p, cfg), check_exposure(p, cfg), check_blur(p, cfg), find_background_marks(p, cfg))}
 
 
 # Raw check measurements given to the learned heads beside the backbone features, so that the

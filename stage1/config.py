@@ -34,9 +34,11 @@ class Stage1Config:
     min_log_sharpness: float = 1.15  # log10 Laplacian variance over the product: blurry below
     # Checks whose own verdict (score >= 0.5) removes an image (single-image checks) or keeps
     # it from being the primary (primary checks), beside the learned models. The others only
-    # explain. Names: resolution, exposure, blur, white_background, product_fill, aspect_ratio.
+    # explain. Names: resolution, exposure, blur, background_marks (text found by the PP-OCR
+    # detector on a mark standing apart from the product), white_background, product_fill,
+    # aspect_ratio.
     decisive_checks: list[str] = field(default_factory=lambda: [
-        "resolution", "white_background", "aspect_ratio"])
+        "resolution", "background_marks", "white_background", "aspect_ratio"])
 
     # --- text regions (PP-OCR detector): costly, so only where the model suspects text -------
     text_check_min_p: float = 0.2  # max(p text_overlay, watermark, logo) needed to run it

@@ -27,7 +27,7 @@ MANIFEST = "stage1.json"
 HEADS_FILE = "heads.safetensors"
 TEXT_RULES = ("text_overlay", "watermark", "logo")
 PRIMARY_CHECKS = ("white_background", "product_fill", "aspect_ratio")
-SINGLE_CHECKS = ("resolution", "exposure", "blur")
+SINGLE_CHECKS = ("resolution", "exposure", "blur", "background_marks")
 
 
 def check_config(cfg: Stage1Config):
@@ -125,10 +125,10 @@ class LearnedStage1:
         x = head_input(feats["final"], feats["patch"], np.stack([check_vector(c) for c in checks])
                        if self.heads.config.use_checks else None)
         probs = clock("heads", lambda: self.heads.probs(x))
-        text_boxes = clock("text", lambda: self._text_regions(images, probs))
+        text_boxes, mark_boxes = clock("text", lambda: self._text_regions(images, probs, checks))
         check()
 
-        reports, removed, decisions = self._decide(images, probs, checks, text_boxes)
+        reports, removed, decisions = self._decide(images, probs, checks, text_boxes, mark_boxes)
         primary = self._choose_primary(reports, decisions)
         # Primary-rule findings explain the chosen primary, or, without one, why none qualified.
         for r, d in zip(reports, decisions):
@@ -167,17 +167,23 @@ class LearnedStage1:
         return result
 
     # -------------------------------------------------------------------------------------
-    def _text_regions(self, images, probs) -> dict[int, list]:
-        """Run the text detector on the images the model most suspects of added text."""
+    def _text_regions(self, images, probs, checks) -> tuple[dict[int, list], dict[int, list]]:
+        """The text detector on (1) the whole images the model most suspects of added text and
+        (2) closely, the marks that stand apart from the product on a clean background (the
+        `background_marks` check's candidates): text there was added to the photo."""
         cfg = self.config
         p_text = np.max(np.stack([probs[r] for r in TEXT_RULES if r in probs]), axis=0)
         order = [int(i) for i in np.argsort(-p_text) if p_text[i] >= cfg.text_check_min_p]
-        out = {}
-        for i in order[: cfg.text_check_max_images]:
-            out[i] = self.text_detector().detect(images[i].pixels)
-        return out
+        whole = {i: self.text_detector().detect(images[i].pixels) for i in order[: cfg.text_check_max_images]}
+        marks = {}
+        for i, c in enumerate(checks):
+            found = [b for region in c["background_marks"].candidates
+                     for b in self.text_detector().detect_in(images[i].pixels, region)]
+            if found:
+                marks[i] = found
+        return whole, marks
 
-    def _decide(self, images, probs, checks, text_boxes):
+    def _decide(self, images, probs, checks, text_boxes, mark_boxes):
         from stage1.heads import p_noncompliant
 
         cfg = self.config
@@ -188,14 +194,19 @@ class LearnedStage1:
             findings: list[Finding] = []
             s = im.scale
             sx, sy = im.pixels.shape[1] / 224.0, im.pixels.shape[0] / 224.0
+            # Where added text is: a mark apart from the product if there is one, else every text
+            # region the detector found (that may include text printed on the product).
+            text_box = None
+            if mark_boxes.get(i):
+                text_box = _scale_box(_union([b for b, _ in mark_boxes[i]]), s)
+            elif text_boxes.get(i):
+                text_box = _scale_box(_union([b for b, _ in text_boxes[i]]), s)
             # learned rules
             best_rule = max(rule_names, key=lambda r: float(probs[r][i]))
             for r in rule_names:
                 p = float(probs[r][i])
                 if p >= 0.5:
-                    box = None
-                    if r in TEXT_RULES and text_boxes.get(i):
-                        box = _scale_box(_union([b for b, _ in text_boxes[i]]), s)
+                    box = text_box if r in TEXT_RULES else None
                     findings.append(Finding(r, p, box, "model:noncompliant", _sentence(r, i, box, im)))
             if text_boxes.get(i):
                 box = _scale_box(_union([b for b, _ in text_boxes[i]]), s)
@@ -204,9 +215,18 @@ class LearnedStage1:
                                         box, "check:text_regions",
                                         f"{len(text_boxes[i])} text region(s) found {_region(box, im)}"))
             # The model's verdict (stage1.heads.p_noncompliant); the reason is the likeliest rule.
-            p_nc, nc_rule = float(p_nc_model[i]), best_rule
+            p_nc, nc_rule, nc_box = float(p_nc_model[i]), best_rule, None
             p_primary = float(probs["primary"][i])
             primary_findings: list[Finding] = []
+            if mark_boxes.get(i):  # text on a mark apart from the product: an added logo or slogan
+                px_box = _union([b for b, _ in mark_boxes[i]])
+                rule = "logo" if (px_box[2] - px_box[0]) < 0.4 * im.pixels.shape[1] else "text_overlay"
+                score = float(max(sc for _, sc in mark_boxes[i]))
+                box = _scale_box(px_box, s)
+                findings.append(Finding(rule, score, box, "check:background_marks",
+                                        f"text on a mark apart from the product {_region(box, im)}"))
+                if "background_marks" in cfg.decisive_checks and score > p_nc:
+                    p_nc, nc_rule, nc_box = score, rule, box
             for name, c in checks[i].items():
                 if c.score < 0.5:
                     continue
@@ -214,14 +234,15 @@ class LearnedStage1:
                 finding = Finding(c.rule, c.score, box, f"check:{name}", c.message)
                 (primary_findings if name in PRIMARY_CHECKS else findings).append(finding)
                 if name in cfg.decisive_checks and name in SINGLE_CHECKS and c.score > p_nc:
-                    p_nc, nc_rule = c.score, c.rule
+                    p_nc, nc_rule, nc_box = c.score, c.rule, box
                 if name in cfg.decisive_checks and name in PRIMARY_CHECKS:
                     p_primary = min(p_primary, 1.0 - c.score)
             remove = p_nc >= cfg.noncompliant_threshold
             reports.append(CandidateReport(im.id, p_primary, p_nc, findings))
             decisions.append({"remove": remove, "rule": nc_rule, "primary_findings": primary_findings})
             if remove:
-                box = next((f.box for f in findings if f.rule == nc_rule and f.box), None)
+                # the box of what decided, else of any finding of that rule
+                box = nc_box or next((f.box for f in findings if f.rule == nc_rule and f.box), None)
                 removed.append(Removal(im.id, nc_rule, _sentence(nc_rule, i, box, im)))
         return reports, removed, decisions
 

@@ -53,8 +53,11 @@ class TextDetector:
 
     def detect(self, pixels: np.ndarray) -> list[tuple[tuple[int, int, int, int], float]]:
         """RGB uint8 (H, W, 3) -> [(box x0, y0, x1, y1 in `pixels` coordinates, score)]."""
+        return self._detect(pixels, self.cfg.side)
+
+    def _detect(self, pixels: np.ndarray, side: int) -> list[tuple[tuple[int, int, int, int], float]]:
         h, w = pixels.shape[:2]
-        s = self.cfg.side / max(h, w)
+        s = side / max(h, w)
         nh, nw = max(32, int(round(h * s / 32)) * 32), max(32, int(round(w * s / 32)) * 32)
         img = cv2.resize(pixels, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
         # PaddleOCR's detector was trained on BGR images normalised to [-1, 1].
@@ -62,6 +65,19 @@ class TextDetector:
         prob = self.session.run(None, {self.input_name: x.transpose(2, 0, 1)[None]})[0][0, 0]  # (nh, nw)
         return [((int(x0 * w / nw), int(y0 * h / nh), int(np.ceil(x1 * w / nw)), int(np.ceil(y1 * h / nh))), sc)
                 for (x0, y0, x1, y1), sc in db_boxes(prob, self.cfg)]
+
+
+    def detect_in(self, pixels: np.ndarray, region: tuple[float, float, float, float], min_side: int = 128
+                  ) -> list[tuple[tuple[int, int, int, int], float]]:
+        """Text in one region (normalised x0, y0, x1, y1) of the image, looked at closely: the crop
+        is enlarged to at least `min_side` px; boxes come back in `pixels` coordinates."""
+        h, w = pixels.shape[:2]
+        x0, y0 = int(region[0] * w), int(region[1] * h)
+        x1, y1 = max(x0 + 1, int(np.ceil(region[2] * w))), max(y0 + 1, int(np.ceil(region[3] * h)))
+        crop = pixels[y0:y1, x0:x1]
+        side = max(min_side, max(crop.shape[:2]))
+        found = self._detect(crop, side)
+        return [((bx0 + x0, by0 + y0, bx1 + x0, by1 + y0), sc) for (bx0, by0, bx1, by1), sc in found]
 
 
 def db_boxes(prob: np.ndarray, cfg: TextDetConfig) -> list[tuple[tuple[float, float, float, float], float]]:

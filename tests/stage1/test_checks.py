@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from stage1.checks import (CHECK_FEATURES, CheckConfig, check_aspect, check_blur, check_exposure, check_fill,
-                           check_resolution, check_vector, check_white_background, colour_word, prepare, run_checks)
+                           check_resolution, check_vector, check_white_background, colour_word,
+                           find_background_marks, prepare, run_checks)
 
 CFG = CheckConfig()
 
@@ -74,7 +75,8 @@ def test_blur():
 
 def test_run_checks_and_vector():
     results = run_checks(product(), (800, 800), CFG)
-    assert set(results) == {"resolution", "aspect_ratio", "white_background", "product_fill", "exposure", "blur"}
+    assert set(results) == {"resolution", "aspect_ratio", "white_background", "product_fill", "exposure", "blur",
+                            "background_marks"}
     assert all(0.0 <= r.score <= 1.0 for r in results.values())
     v = check_vector(results)
     assert v.shape == (len(CHECK_FEATURES),) and np.isfinite(v).all()
@@ -83,3 +85,19 @@ def test_run_checks_and_vector():
 def test_colour_word():
     assert colour_word(np.array([30, 80, 190])) == "blue"
     assert colour_word(np.array([240, 240, 215])) == "cream"
+
+
+def test_background_marks_candidates():
+    im = product(fill=0.6)
+    assert find_background_marks(prepare(im, CFG), CFG).candidates == []  # the product alone
+    marked = im.copy()
+    cv2.putText(marked, "SHOP", (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (20, 20, 20), 1)  # apart, top-left
+    c = find_background_marks(prepare(marked, CFG), CFG).candidates
+    assert len(c) == 1 and c[0][0] < 0.05 and c[0][1] < 0.05 and c[0][2] < 0.3 and c[0][3] < 0.2
+    grey = product(fill=0.6, bg=(120, 120, 120))  # no clean background: nothing to stand apart on
+    cv2.putText(grey, "SHOP", (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (20, 20, 20), 1)
+    assert find_background_marks(prepare(grey, CFG), CFG).candidates == []
+    panel = np.full((224, 224, 3), 255, np.uint8)  # a text panel: many pieces, no product
+    for y in range(20, 220, 18):
+        cv2.putText(panel, "ingredients water", (5, y), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1)
+    assert find_background_marks(prepare(panel, CFG), CFG).candidates == []

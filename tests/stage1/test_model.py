@@ -153,3 +153,28 @@ def test_service_pipeline_runs_the_learned_stage1(products):
     else:
         assert decision.terminated_reason == direct.terminated_reason
     assert any(k.startswith("stage1.") for k in decision.timings_ms)
+
+
+def test_added_logo_is_removed_with_its_rule_and_box(model, products):
+    """Text on a mark apart from the product (the JD listing's brand logo case), end to end:
+    the background_marks check + the PP-OCR detector remove the image, name the rule and the box."""
+    import matplotlib
+    from PIL import Image, ImageDraw, ImageFont
+
+    _, ims = products[0]
+    base = max(ims, key=lambda im: model.run([im], 1).reports[0].p_primary)  # the cleanest product shot
+    h, w = base.pixels.shape[:2]
+    img = Image.new("RGB", (w, h), "white")  # the product a little smaller, a shop mark in the corner
+    img.paste(Image.fromarray(base.pixels).resize((w * 3 // 4, h * 3 // 4)), (w // 4, h // 4))
+    font = ImageFont.truetype(f"{matplotlib.get_data_path()}/fonts/ttf/DejaVuSans-Bold.ttf", 22)
+    ImageDraw.Draw(img).text((12, 8), "bestshop", fill=(20, 20, 20), font=font)
+    marked = CandidateImage("marked", np.asarray(img), base.orig_size)
+    res = model.run([base, marked], 1)
+    removed = {r.id: r for r in res.removed}
+    assert "marked" in removed and removed["marked"].rule in ("logo", "text_overlay")
+    assert "top" in removed["marked"].reason
+    f = next(f for f in res.reports[1].findings if f.source == "check:background_marks")
+    x0, y0, x1, y1 = f.box
+    s = base.scale
+    assert x0 <= 14 * s and y0 <= 12 * s and x1 < base.orig_size[0] / 2 and y1 < base.orig_size[1] / 4
+    assert base.id not in removed
