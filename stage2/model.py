@@ -207,6 +207,7 @@ class MUIsCConfig:
     d_model: int = 256
     n_head: int = 4
     n_enc_layers: int = 1  # N^s: extra encoder blocks over all images' tokens (0 = not hierarchical)
+    factored_pos: bool = False  # add image-index + cell embeddings to the per-token positions
     decoder: str = "native"  # "native" (this file) | "gpt2" (transformers, stage2/paper.py)
     gpt2: dict | None = None  # transformers GPT2Config as a dict, when decoder == "gpt2"
     n_dec_layers: int = 3  # N^d
@@ -260,6 +261,11 @@ class MUIsC(nn.Module):
         n_tokens = c.n_images * self.image_tokens.tokens_per_image
         # One learned position per token of the whole sequence: tells the image apart and the cell.
         self.enc_pos = nn.Parameter(torch.zeros(1, n_tokens, c.d_model))
+        if c.factored_pos:
+            # which image / which cell, shared across cells / images: the same positions as the
+            # full table can express, but learned from K or T times more tokens each
+            self.image_pos = nn.Parameter(torch.zeros(1, c.n_images, 1, c.d_model))
+            self.cell_pos = nn.Parameter(torch.zeros(1, 1, self.image_tokens.tokens_per_image, c.d_model))
         self.enc_drop = nn.Dropout(c.dropout)
         self.enc_blocks = nn.ModuleList(EncoderBlock(c.d_model, c.n_head, c.dropout) for _ in range(c.n_enc_layers))
         self.enc_ln = nn.LayerNorm(c.d_model)
@@ -278,6 +284,9 @@ class MUIsC(nn.Module):
             if not name.startswith(("image_tokens.vit", "decoder.gpt2")):
                 self._init_weights(m)
         nn.init.normal_(self.enc_pos, std=0.02)
+        if c.factored_pos:
+            nn.init.normal_(self.image_pos, std=0.02)
+            nn.init.normal_(self.cell_pos, std=0.02)
         if c.use_decoder:
             self.lm_head.weight = self.decoder.wte.weight  # weight tying, as GPT-2
 
@@ -294,7 +303,10 @@ class MUIsC(nn.Module):
         """F^e: (B, K, ...) images or feature maps -> (B, N, d) sequence features."""
         assert images.shape[1] == self.config.n_images, \
             f"expected {self.config.n_images} images per sequence, got {images.shape[1]}"
-        x = self.enc_drop(self.image_tokens(images) + self.enc_pos)  # (B, N, d)
+        pos = self.enc_pos
+        if self.config.factored_pos:
+            pos = pos + (self.image_pos + self.cell_pos).flatten(1, 2)  # (1, K*T, d)
+        x = self.enc_drop(self.image_tokens(images) + pos)  # (B, N, d)
         for block in self.enc_blocks:
             x = block(x)
         return self.enc_ln(x)

@@ -32,6 +32,7 @@ class TrainConfig:
     d_model: int = 256
     n_head: int = 4
     n_enc_layers: int = 1
+    factored_pos: bool = False
     n_dec_layers: int = 3
     cross_layers: tuple[int, ...] = (0, 1, 2)
     dropout: float = 0.1
