@@ -42,11 +42,16 @@ def predict(model, examples: list[Example], source, tokenizer, max_title: int, b
 
 @torch.inference_mode()
 def generate_feedback(model, examples: list[Example], source, tokenizer, max_title: int, max_new_tokens: int,
-                      batch_size: int = 64, progress: bool = True) -> list[str]:
-    """Greedy feedback for each example (the NLG head), batched by prompt length."""
+                      batch_size: int = 64, progress: bool = True, served: bool = False,
+                      explain_below: float | None = 0.5) -> list[str]:
+    """Feedback for each example, batched by prompt length: plain greedy decoding of the NLG
+    head, or (`served`) the explanation exactly as `score(explain=True)` gives it."""
     from tqdm import tqdm
 
+    from stage2.explain import Explainer
+
     model.eval()
+    ex = Explainer(model, tokenizer, explain_below, max_new_tokens)
     prompts = [tokenizer.encode(e.title, None, max_title, 0, model.config.use_title).ids for e in examples]
     by_len = defaultdict(list)
     for i, p in enumerate(prompts):
@@ -54,12 +59,15 @@ def generate_feedback(model, examples: list[Example], source, tokenizer, max_tit
     out = [""] * len(examples)
     jobs = [idx[j:j + batch_size] for idx in by_len.values() for j in range(0, len(idx), batch_size)]
     for idx in tqdm(jobs, desc="feedback", disable=not progress):
-        images = torch.stack([torch.from_numpy(np.asarray(source(examples[i].images))) for i in idx])
+        images = torch.stack([torch.from_numpy(np.asarray(source(examples[i].images))) for i in idx]).float()
         prompt = torch.tensor([prompts[i] for i in idx])
-        _, gen = model.classify_and_generate(images, prompt, tokenizer.eos_id, max_new_tokens,
-                                             never_ids=tokenizer.never_generated)
-        for i, row in zip(idx, gen.tolist()):
-            out[i] = tokenizer.decode(row)
+        if served:
+            _, sentences = ex.explain(images, prompt)
+        else:
+            _, gen = model.classify_and_generate(images, prompt, tokenizer.eos_id, max_new_tokens, constrain=ex.plain)
+            sentences = [tokenizer.decode(g.tolist()) for g in gen]
+        for i, text in zip(idx, sentences):
+            out[i] = text
     return out
 
 

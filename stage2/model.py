@@ -331,34 +331,27 @@ class MUIsC(nn.Module):
 
     @torch.no_grad()
     def classify_and_generate(self, images: torch.Tensor, prompt: torch.Tensor, eos_id: int,
-                              max_new_tokens: int, explain_below: float | None = None,
-                              accept_ids: tuple[int, ...] = (), never_ids: tuple[int, ...] = ()
-                              ) -> tuple[torch.Tensor, torch.Tensor]:
+                              max_new_tokens: int, constrain=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Class logits at [SEP] and greedy feedback tokens. `prompt` (B, P) is `title [SEP]`
-        (all rows the same length: one title per request, or bucketed by length). Rows whose
-        p_qualified is below `explain_below` may not start with `accept_ids` (the qualified
-        feedback "yes") or [EOS]: they get the most likely rejection sentence. `never_ids`
-        ([PAD], [SEP], [UNK]) are never generated. Returns (class_logits (B, C), generated ids
-        (B, <= max_new_tokens), EOS-padded)."""
+        (all rows the same length: one title per request, or bucketed by length).
+        `constrain(class_logits) -> (first, every)`: boolean (B, vocab) masks (or None) of the
+        tokens banned at the first step / at every step, decided from the classification
+        (stage2.explain). Returns (class_logits (B, C), generated ids (B, <= max_new_tokens),
+        EOS-padded)."""
         enc = self.encode(images)
         kv = self.decoder.encoder_kv(enc)  # once, reused at every step
         cache = self.decoder.new_cache()  # self-attention keys/values: one new token per step
         length = prompt.shape[1]
         hid = self.decode(kv, prompt, cache)
         class_logits = self.class_head(hid[:, -1])
-        explain_rows = None
-        if explain_below is not None:
-            p_q = torch.softmax(class_logits.float(), -1)[:, self.config.classes.index("qualified")]
-            explain_rows = (p_q < explain_below).nonzero()[:, 0]  # (R,) row indices
+        first, every = constrain(class_logits) if constrain is not None else (None, None)
         out = []
         done = torch.zeros(prompt.shape[0], dtype=torch.bool, device=prompt.device)
         for step in range(max_new_tokens):
             logits = self.lm_head(hid[:, -1])  # (B, vocab)
-            if never_ids:
-                logits[:, list(never_ids)] = float("-inf")
-            if step == 0 and explain_rows is not None and len(explain_rows):
-                banned = torch.tensor([*accept_ids, eos_id], device=prompt.device)
-                logits[explain_rows[:, None], banned[None, :]] = float("-inf")
+            for mask in (every, first if step == 0 else None):
+                if mask is not None:
+                    logits = logits.masked_fill(mask, float("-inf"))
             nxt = torch.where(done, torch.full_like(done, eos_id, dtype=torch.long), logits.argmax(-1))
             out.append(nxt)
             done |= nxt == eos_id

@@ -117,8 +117,9 @@ def run_evaluation(args) -> dict:
         gen = evaluate.generate_feedback(main["model"], rejected, main["source"], main["tokenizer"],
                                          int(main["meta"]["text"]["max_title"]), 24)
         fb = evaluate.feedback_report(rejected, gen, records)
-        # the explanation as served: for a rejection (p < explain_below) "yes" is not allowed
-        served = served_feedback(main, rejected)
+        # the explanation as served: steered to the class head's rule below p=0.5 (stage2.explain)
+        served = evaluate.generate_feedback(main["model"], rejected, main["source"], main["tokenizer"],
+                                            int(main["meta"]["text"]["max_title"]), 24, served=True)
         fb["served"] = evaluate.feedback_report(rejected, served, records)
         out["feedback"] = {k: v for k, v in fb.items() if k != "examples"} | {"examples": fb["examples"]}
 
@@ -153,27 +154,6 @@ def run_evaluation(args) -> dict:
 
         write_card(args.checkpoint, {**summaries["muisc"], "data": args.data, "split": args.split,
                                      "styles": args.styles})
-    return out
-
-
-def served_feedback(main: dict, examples: list) -> list[str]:
-    """Feedback exactly as MUIsCStage2.score returns it for these sequences."""
-    import torch
-
-    from stage2.config import Stage2Config
-
-    model, tok = main["model"], main["tokenizer"]
-    cfg = Stage2Config()
-    yes = tuple(tok.encode("", "yes", 0, 4).ids[1:-1])
-    max_title = int(main["meta"]["text"]["max_title"])
-    out = []
-    for e in examples:
-        enc = tok.encode(e.title, None, max_title, 0, model.config.use_title)
-        images = torch.from_numpy(np.asarray(main["source"](e.images)))[None].float()
-        _, gen = model.classify_and_generate(images, torch.tensor([enc.ids]), tok.eos_id, cfg.max_feedback_tokens,
-                                             explain_below=cfg.explain_below, accept_ids=yes,
-                                             never_ids=tok.never_generated)
-        out.append(tok.decode(gen[0].tolist()))
     return out
 
 
@@ -226,11 +206,16 @@ def _feedback_section(cmd, fb) -> str:
              f"(of {fb['n_with_images']}) |"]
     s = fb.get("served")
     if s:
-        lines.append(f"| as served (`score(explain=True)`: no \"yes\" below p=0.5) | {s['names_true_rule']:.1%} | "
+        lines.append(f"| as served (`score(explain=True)`: below p=0.5 the class head's rule, see stage2/explain.py) | {s['names_true_rule']:.1%} | "
                      f"{s['unparsed']:.1%} | {s['names_right_images']:.1%} (of {s['n_with_images']}) |")
     lines += ["", "By rule (plain greedy): " + ", ".join(
-        f"{r} {ok}/{n}" for r, (ok, n) in sorted(fb["per_rule"].items())), "", "Examples (true rule: generated):", ""]
-    lines += [f"- {label}: \"{g}\"" for label, g in fb["examples"]]
+        f"{r} {ok}/{n}" for r, (ok, n) in sorted(fb["per_rule"].items()))]
+    if s:
+        lines += ["", "By rule (as served): " + ", ".join(
+            f"{r} {ok}/{n}" for r, (ok, n) in sorted(s["per_rule"].items()))]
+    lines += ["", "Examples (true rule: plain greedy / as served):", ""]
+    lines += [f"- {label}: \"{g}\" / \"{s2}\"" for (label, g), (_, s2) in
+              zip(fb["examples"], (s or fb)["examples"])]
     return "\n".join(lines)
 
 

@@ -4,7 +4,8 @@
 - `rule`: the most likely class other than qualified;
 - `feedback` (explain=True): the NLG head's greedy sentence, the explanation the paper's
   deployment never used. A sequence with p_qualified < `Stage2Config.explain_below` may not
-  answer "yes": it gets the most likely rejection sentence, naming image(s) and region.
+  answer "yes", and its sentence explains the rule the class head found most likely
+  (stage2.explain): the NLG head picks the words, the image(s) and the region.
 
 Image tokens are stage 1's per-image features (`Stage1Result.features[id]`, the shared
 backbone's (49, 1280) map), so stage 2 runs no image network of its own; when they are absent
@@ -42,7 +43,12 @@ class MUIsCStage2:
         self.version = f"{self.meta['version']} (sha256 {digest})"
         text = self.meta["text"]
         self.max_title = int(text["max_title"])
-        self._yes = tuple(self.tokenizer.encode("", "yes", 0, 4).ids[1:-1]) if self.tokenizer else ()
+        self.explainer = None
+        if self.model.config.use_decoder:
+            from stage2.explain import Explainer
+
+            self.explainer = Explainer(self.model, self.tokenizer, self.config.explain_below,
+                                       self.config.max_feedback_tokens)
         self._backbone = None
 
     @property
@@ -95,16 +101,13 @@ class MUIsCStage2:
                                  f"data); got {len(seq)}")
         images = self._tokens(sequences, features)
         c = self.model.config
-        gen = None
+        sentences = None
         with torch.inference_mode():
             if c.use_decoder:
                 enc = self.tokenizer.encode(title, None, self.max_title, 0, c.use_title)
                 prompt = torch.tensor([enc.ids] * len(sequences))
                 if explain:
-                    logits, gen = self.model.classify_and_generate(
-                        images, prompt, self.tokenizer.eos_id, self.config.max_feedback_tokens,
-                        explain_below=self.config.explain_below, accept_ids=self._yes,
-                        never_ids=self.tokenizer.never_generated)
+                    logits, sentences = self.explainer.explain(images, prompt)
                 else:
                     logits = self.model(images, prompt, torch.full((len(sequences),), enc.sep_pos)).class_logits
             else:
@@ -116,7 +119,7 @@ class MUIsCStage2:
             rule = max((k for k in named if k != rules.QUALIFIED), key=named.get)
             feedback = ""
             if explain:
-                feedback = self.tokenizer.decode(gen[i].tolist()) if gen is not None else rules.feedback(rule)
+                feedback = sentences[i] if sentences is not None else rules.feedback(rule)
             out.append(SequenceScore([im.id for im in seq], float(probs[i, self.q]), rule, named, feedback))
         return out
 

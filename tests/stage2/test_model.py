@@ -78,16 +78,19 @@ def test_cached_generation_matches_recomputation():
         assert torch.allclose(logits, m(x, prompt, torch.tensor([4, 4])).class_logits, atol=1e-5)
 
 
-def test_explain_below_bans_the_qualified_answer():
+def test_constraints_ban_tokens_at_the_first_and_every_step():
     torch.manual_seed(2)
     m = MUIsC(tiny()).eval()
     x, prompt = feats(2), torch.randint(4, 40, (2, 5))
-    _, free = m.classify_and_generate(x, prompt, eos_id=3, max_new_tokens=1)
-    first = int(free[0, 0])
-    _, forced = m.classify_and_generate(x, prompt, eos_id=3, max_new_tokens=1, explain_below=1.01, accept_ids=(first,))
-    assert int(forced[0, 0]) not in (first, 3)
-    _, kept = m.classify_and_generate(x, prompt, eos_id=3, max_new_tokens=1, explain_below=0.0, accept_ids=(first,))
-    assert int(kept[0, 0]) == first
+    _, free = m.classify_and_generate(x, prompt, eos_id=3, max_new_tokens=3)
+    first = torch.zeros(2, 40, dtype=torch.bool)
+    first[:, int(free[0, 0])] = True
+    _, forced = m.classify_and_generate(x, prompt, eos_id=3, max_new_tokens=3, constrain=lambda c: (first, None))
+    assert int(forced[0, 0]) != int(free[0, 0])
+    every = torch.zeros(2, 40, dtype=torch.bool)
+    every[:, 10:] = True
+    _, low = m.classify_and_generate(x, prompt, eos_id=3, max_new_tokens=5, constrain=lambda c: (None, every))
+    assert int(low.max()) < 10
 
 
 @pytest.mark.parametrize("kw", [dict(use_decoder=False), dict(n_enc_layers=0), dict(use_title=False),
