@@ -11,3 +11,7 @@ class Stage2Config:
     # With explain=True, a sequence whose p_qualified is below this never gets the qualified
     # feedback "yes": it gets the most likely rejection sentence instead (the explanation).
     explain_below: float = 0.5
+    # With explain=True, write the sentence for every scored sequence, or only for the one with
+    # the highest p_qualified (the one the pipeline keeps; the response's alternatives carry no
+    # feedback): a request's 4 candidates then cost one explanation, not four.
+    explain_all: bool = False

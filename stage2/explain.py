@@ -60,88 +60,87 @@ class Explainer:
         return self.tok.encode("", text, 0, 64).ids[1:-1]  # without [SEP] and [EOS]
 
     @torch.no_grad()
-    def _score(self, kv: list, prompt: list[int], texts: list[str], with_eos: list[bool]) -> torch.Tensor:
-        """Mean log-likelihood of each text after `prompt`, for one sequence's encoder K/V."""
+    def _score(self, kv, rows: list[int], prompt: torch.Tensor, texts: list[str], with_eos: list[bool]) -> torch.Tensor:
+        """Mean log-likelihood of each text after its sequence's prompt: candidate c belongs to
+        batch row rows[c] (encoder keys/values `kv`, prompt row `prompt[rows[c]]`)."""
         seqs = [self._ids(t) + ([self.tok.eos_id] if e else []) for t, e in zip(texts, with_eos)]
-        n, L, P = len(seqs), max(len(s) for s in seqs), len(prompt)
+        n, L, P = len(seqs), max(len(s) for s in seqs), prompt.shape[1]
         idx = torch.full((n, P + L), self.tok.pad_id, dtype=torch.long)
+        idx[:, :P] = prompt[rows]
+        mask = torch.zeros(n, L, dtype=torch.bool)
         for i, s in enumerate(seqs):
-            idx[i, :P] = torch.tensor(prompt)
             idx[i, P:P + len(s)] = torch.tensor(s)
-        hid = self.model.decode(_expand(kv, n), idx)[:, P - 1:P + L - 1]  # positions predicting the texts' tokens
-        logp = torch.log_softmax(self.model.lm_head(hid).float(), -1)
-        target = idx[:, P:]
-        tok_lp = logp.gather(-1, target[..., None])[..., 0]
-        mask = torch.zeros_like(tok_lp, dtype=torch.bool)
-        for i, s in enumerate(seqs):
             mask[i, :len(s)] = True
-        return (tok_lp * mask).sum(1) / mask.sum(1)
+        hid = self.model.decode(_select(kv, torch.tensor(rows)), idx)[:, P - 1:P + L - 1]  # predicts the texts
+        logp = torch.log_softmax(self.model.lm_head(hid).float(), -1).gather(-1, idx[:, P:, None])[..., 0]
+        return (logp * mask).sum(1) / mask.sum(1)
 
-    def _templated(self, kv: list, prompt: list[int], rule: str, n_images: int) -> list[int] | str:
-        """The NLG head's choice among rule's catalogue sentences (see the module docstring)."""
-        fills, texts, eos = [], [], []
+    def _candidates(self, rule: str, n_images: int):
+        """(template, slots, text scored, ends with [EOS]) for every template x image(s) of rule."""
+        out = []
         for t in rule_templates(rule):
             head = t.split("{detail}")[0]
             images = [{"image": rules.image_name(i)} for i in range(n_images)] if "{image}" in head else [{}]
             pairs = [{"images": rules.images_name(list(p))} for p in itertools.combinations(range(n_images), 2)] \
                 if "{images}" in head else [{}]
             for a, b in itertools.product(images, pairs):
-                text = head.replace("{region}", "").format(**a, **b) if "{detail}" in t else \
-                    t.replace("{region}", "").replace("{detail}", "").format(**a, **b)
-                fills.append((t, {**a, **b}))
-                texts.append(" ".join(text.split()))
-                eos.append("{detail}" not in t and "{region}" not in t)
-        best = int(self._score(kv, prompt, texts, eos).argmax())
-        template, slots = fills[best]
-        if "{detail}" in template:  # the LM completes the free detail from the forced prefix
-            return self._ids(texts[best])
-        if "{region}" in template:
-            options = [" ".join(template.replace("{region}", r).format(**slots).split()) for r in ["", *self.regions]]
-            best_r = int(self._score(kv, prompt, options, [True] * len(options)).argmax())
-            return options[best_r]
-        return texts[best]
+                text = (head if "{detail}" in t else t.replace("{detail}", "")).replace("{region}", "").format(**a, **b)
+                out.append((t, {**a, **b}, " ".join(text.split()), "{detail}" not in t and "{region}" not in t))
+        return out
+
+    def _best(self, kv, prompt, options: dict[int, list], with_eos) -> dict[int, int]:
+        """For each row, the index of its best-scoring option (one batched decoder pass)."""
+        rows = [r for r, opts in options.items() for _ in opts]
+        texts = [o if isinstance(o, str) else o[2] for opts in options.values() for o in opts]
+        eos = [with_eos(o) for opts in options.values() for o in opts]
+        scores = self._score(kv, rows, prompt, texts, eos)
+        best, k = {}, 0
+        for r, opts in options.items():
+            best[r] = int(scores[k:k + len(opts)].argmax())
+            k += len(opts)
+        return best
 
     @torch.no_grad()
     def explain(self, images: torch.Tensor, prompt: torch.Tensor) -> tuple[torch.Tensor, list[str]]:
         """(class logits (B, C), one sentence per row). Rows judged qualified (p >= explain_below)
         get the plain greedy sentence ("yes", usually)."""
+        enc = self.model.encode(images)
         logits, gen = self.model.classify_and_generate(images, prompt, self.tok.eos_id, self.max_new_tokens,
-                                                       constrain=self.plain)
+                                                       constrain=self.plain, enc=enc)
         p = torch.softmax(logits.float(), -1)
         out = [self.tok.decode(g.tolist()) for g in gen]
         below = p[:, self.q] < self.explain_below if self.explain_below is not None else torch.ones(len(p), dtype=torch.bool)
-        if not bool(below.any()):
-            return logits, out
         ranked = p.clone()
         ranked[:, self.q] = -1
-        kv_all = self.model.decoder.encoder_kv(self.model.encode(images))
+        todo = {}
         for i in below.nonzero()[:, 0].tolist():
             rule = self.classes[int(ranked[i].argmax())]
-            if not rules.is_known(rule) or metrics.rule_named(out[i]) == rule:
-                continue  # the free sentence already explains the class head's rule
-            kv = _row(kv_all, i)
-            ids = prompt[i].tolist()
-            choice = self._templated(kv, ids, rule, images.shape[1])
-            if isinstance(choice, str):
-                out[i] = choice
-                continue
-            # a {detail} template: force its prefix, let the LM write the rest
-            forced = torch.tensor([ids + choice])
-            _, rest = self.model.classify_and_generate(images[i:i + 1], forced, self.tok.eos_id,
-                                                       max(1, self.max_new_tokens - len(choice)),
-                                                       constrain=lambda c: (self.first[None], self.never[None]))
-            out[i] = self.tok.decode(choice + rest[0].tolist())
+            if rules.is_known(rule) and metrics.rule_named(out[i]) != rule:
+                todo[i] = self._candidates(rule, images.shape[1])  # greedy drifted from the class head
+        if not todo:
+            return logits, out
+        kv = self.model.decoder.encoder_kv(enc)
+        chosen = {i: todo[i][b] for i, b in self._best(kv, prompt, todo, lambda o: o[3]).items()}
+        regions = {i: [" ".join(t.replace("{region}", r).format(**slots).split()) for r in ["", *self.regions]]
+                   for i, (t, slots, _, _) in chosen.items() if "{region}" in t and "{detail}" not in t}
+        for i, b in (self._best(kv, prompt, regions, lambda o: True).items() if regions else ()):
+            out[i] = regions[i][b]
+        for i, (t, _, text, _) in chosen.items():
+            if "{detail}" in t:  # force the text before {detail}, let the LM write the rest
+                head = self._ids(text)
+                _, rest = self.model.classify_and_generate(
+                    images[i:i + 1], torch.cat([prompt[i:i + 1], torch.tensor([head])], 1), self.tok.eos_id,
+                    max(1, self.max_new_tokens - len(head)), constrain=lambda c: (self.first[None], self.never[None]),
+                    enc=enc[i:i + 1])
+                out[i] = self.tok.decode(head + rest[0].tolist())
+            elif i not in regions:
+                out[i] = text
         return logits, out
 
 
-def _row(kv, i: int):
-    """Row i of encoder keys/values: a list per block (native decoder) or encoder tokens (GPT-2)."""
+def _select(kv, rows: torch.Tensor):
+    """Encoder keys/values of the given batch rows: a list per block (native decoder) or the
+    encoder tokens themselves (GPT-2 decoder)."""
     if isinstance(kv, torch.Tensor):
-        return kv[i:i + 1]
-    return [None if x is None else (x[0][i:i + 1], x[1][i:i + 1]) for x in kv]
-
-
-def _expand(kv, n: int):
-    if isinstance(kv, torch.Tensor):
-        return kv.expand(n, -1, -1)
-    return [None if x is None else (x[0].expand(n, -1, -1, -1), x[1].expand(n, -1, -1, -1)) for x in kv]
+        return kv[rows]
+    return [None if x is None else (x[0][rows], x[1][rows]) for x in kv]

@@ -331,7 +331,8 @@ class MUIsC(nn.Module):
 
     @torch.no_grad()
     def classify_and_generate(self, images: torch.Tensor, prompt: torch.Tensor, eos_id: int,
-                              max_new_tokens: int, constrain=None) -> tuple[torch.Tensor, torch.Tensor]:
+                              max_new_tokens: int, constrain=None, enc: torch.Tensor | None = None
+                              ) -> tuple[torch.Tensor, torch.Tensor]:
         """Class logits at [SEP] and greedy feedback tokens. `prompt` (B, P) is `title [SEP]`
         (all rows the same length: one title per request, or bucketed by length).
         `constrain(class_logits) -> (first, every)`: boolean (B, vocab) masks (or None) of the

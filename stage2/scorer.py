@@ -3,7 +3,8 @@
 - p_qualified = softmax(class logits at [SEP])[qualified] (the paper's p^t);
 - `rule`: the most likely class other than qualified;
 - `feedback` (explain=True): the NLG head's greedy sentence, the explanation the paper's
-  deployment never used. A sequence with p_qualified < `Stage2Config.explain_below` may not
+  deployment never used; by default only for the sequence with the highest p_qualified (the
+  one the pipeline keeps), for all with `Stage2Config.explain_all`. A sequence with p_qualified < `Stage2Config.explain_below` may not
   answer "yes", and its sentence explains the rule the class head found most likely
   (stage2.explain): the NLG head picks the words, the image(s) and the region.
 
@@ -106,10 +107,15 @@ class MUIsCStage2:
             if c.use_decoder:
                 enc = self.tokenizer.encode(title, None, self.max_title, 0, c.use_title)
                 prompt = torch.tensor([enc.ids] * len(sequences))
-                if explain:
+                if explain and (self.config.explain_all or len(sequences) == 1):
                     logits, sentences = self.explainer.explain(images, prompt)
                 else:
                     logits = self.model(images, prompt, torch.full((len(sequences),), enc.sep_pos)).class_logits
+                    if explain:  # the sequence the pipeline keeps: highest p_qualified
+                        best = int(torch.softmax(logits.float(), -1)[:, self.q].argmax())
+                        _, one = self.explainer.explain(images[best:best + 1], prompt[:1])
+                        sentences = [""] * len(sequences)
+                        sentences[best] = one[0]
             else:
                 logits = self.model(images).class_logits
         probs = torch.softmax(logits.float(), -1).numpy()
@@ -119,7 +125,7 @@ class MUIsCStage2:
             rule = max((k for k in named if k != rules.QUALIFIED), key=named.get)
             feedback = ""
             if explain:
-                feedback = sentences[i] if sentences is not None else rules.feedback(rule)
+                feedback = sentences[i] if sentences is not None else rules.feedback(rule)  # no NLG head
             out.append(SequenceScore([im.id for im in seq], float(probs[i, self.q]), rule, named, feedback))
         return out
 

@@ -22,7 +22,7 @@ def product(tiny_data):
 
 def test_scores_every_candidate_sequence(tiny_run, product):
     title, ims, r = product
-    s2 = stage2.load(tiny_run, Stage2Config(max_feedback_tokens=10))
+    s2 = stage2.load(tiny_run, Stage2Config(max_feedback_tokens=10, explain_all=True))
     seqs = [[ims[i] for i in r.sequence], ims[:3], ims[1:4], [ims[0], ims[2], ims[3]]]
     out = s2.score(title, seqs, None, explain=True)
     assert [o.ids for o in out] == [[im.id for im in s] for s in seqs]
@@ -34,6 +34,11 @@ def test_scores_every_candidate_sequence(tiny_run, product):
         assert isinstance(o.feedback, str) and o.feedback
         if o.p_qualified < 0.5:
             assert o.feedback != "yes"  # a rejection always gets an explanation
+    # by default only the sequence the pipeline keeps (highest p_qualified) is explained
+    default = stage2.load(tiny_run, Stage2Config(max_feedback_tokens=10)).score(title, seqs, None, explain=True)
+    best = max(range(len(seqs)), key=lambda i: default[i].p_qualified)
+    assert default[best].feedback == out[best].feedback
+    assert all(d.feedback == "" for i, d in enumerate(default) if i != best)
     quiet = s2.score(title, seqs, None, explain=False)
     assert all(q.feedback == "" for q in quiet)
     assert [q.p_qualified for q in quiet] == pytest.approx([o.p_qualified for o in out], abs=1e-5)
