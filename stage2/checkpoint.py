@@ -73,6 +73,14 @@ def save(directory: str | Path, model, tokenizer=None, *, preprocessing: dict, t
     return directory
 
 
+def add_file(directory: str | Path, name: str) -> None:
+    """List a file written beside a checkpoint (e.g. its ONNX export) with its sha256."""
+    directory = Path(directory)
+    meta = read_meta(directory)
+    meta["files"][name] = sha256_file(directory / name)
+    (directory / CONFIG).write_text(json.dumps(meta, indent=2) + "\n")
+
+
 def read_meta(directory: str | Path) -> dict:
     directory = Path(directory)
     path = directory / CONFIG

@@ -3,10 +3,14 @@ serving with ONNX Runtime when that is faster than eager PyTorch (`agpis bench s
 both). Feedback generation stays in PyTorch: it is a loop with a growing cache."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
+
+
+ONNX_FILE = "muisc.onnx"
 
 
 class _Scoring(torch.nn.Module):
@@ -26,10 +30,13 @@ def export_scoring(model, path: str | Path, n_images: int = 3, tokens: int = 49,
     idx = torch.randint(4, model.config.vocab_size, (2, 12))
     sep = torch.full((2,), 11)
     # the wrapper must be in eval mode too: export restores its mode onto the model afterwards
-    torch.onnx.export(_Scoring(model).eval(), (images, idx, sep), str(path), input_names=["images", "idx", "sep_pos"],
-                      output_names=["class_logits"], opset_version=17, dynamo=False,
-                      dynamic_axes={"images": {0: "batch"}, "idx": {0: "batch", 1: "length"},
-                                    "sep_pos": {0: "batch"}, "class_logits": {0: "batch"}})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about the shape asserts: shapes are dynamic axes
+        torch.onnx.export(_Scoring(model).eval(), (images, idx, sep), str(path),
+                          input_names=["images", "idx", "sep_pos"],
+                          output_names=["class_logits"], opset_version=17, dynamo=False,
+                          dynamic_axes={"images": {0: "batch"}, "idx": {0: "batch", 1: "length"},
+                                        "sep_pos": {0: "batch"}, "class_logits": {0: "batch"}})
     return path
 
 

@@ -51,6 +51,10 @@ class MUIsCStage2:
             self.explainer = Explainer(self.model, self.tokenizer, self.config.explain_below,
                                        self.config.max_feedback_tokens)
         self._backbone = None
+        # the exported scoring path (stage2.export), when the installed weights carry it
+        from stage2.export import ONNX_FILE, OnnxScorer
+
+        self.onnx = OnnxScorer(self.directory / ONNX_FILE, threads=1) if ONNX_FILE in self.meta["files"] else None
 
     @property
     def n_images(self) -> int:
@@ -109,6 +113,9 @@ class MUIsCStage2:
                 prompt = torch.tensor([enc.ids] * len(sequences))
                 if explain and (self.config.explain_all or len(sequences) == 1):
                     logits, sentences = self.explainer.explain(images, prompt)
+                elif self.onnx is not None and not explain:
+                    logits = torch.from_numpy(self.onnx(images.numpy(), prompt.numpy(),
+                                                        np.full((len(sequences),), enc.sep_pos)))
                 else:
                     logits = self.model(images, prompt, torch.full((len(sequences),), enc.sep_pos)).class_logits
                     if explain:  # the sequence the pipeline keeps: highest p_qualified

@@ -79,3 +79,20 @@ def test_a_baseline_cannot_serve(tiny_data, cache_dir, tmp_path):
     best = train(tiny_train_config(tiny_data, tmp_path / "lf", cache_dir, variant="late_fusion", epochs=1))
     with pytest.raises(ValueError, match="baseline"):
         stage2.load(best)
+
+
+def test_installed_weights_serve_scores_with_onnx(tiny_run, product, tmp_path):
+    """`--install` adds the ONNX scoring path, a model card and golden scores; ONNX Runtime and
+    PyTorch give the same p_qualified."""
+    from stage2.card import GOLDEN, install
+
+    title, ims, _ = product
+    target = install(tiny_run, tmp_path / "stage2")
+    assert (target / "README.md").is_file() and (target / GOLDEN).is_file()
+    s2 = stage2.load(target)
+    assert s2.onnx is not None
+    seqs = [ims[:3], ims[1:4]]
+    fast = s2.score(title, seqs, None, explain=False)
+    s2.onnx = None
+    slow = s2.score(title, seqs, None, explain=False)
+    assert [f.p_qualified for f in fast] == pytest.approx([s.p_qualified for s in slow], abs=1e-5)
