@@ -33,8 +33,8 @@ def heads_section(stage1, data: dict, split: str) -> tuple[str, dict]:
         long_side = 512 * 2 ** data["checks"][:, 5]
         soft = stage1.config.min_long_side * 0.3
         res = np.clip(0.5 + (stage1.config.min_long_side - long_side) / (2 * soft), 0, 1)
-        probs["noncompliant"] = np.maximum(probs["noncompliant"], res)
-    m = summarise(probs, data["primary"], data["rules"], data["style_split"], 0.5)
+        probs["noncompliant"] = np.where(res >= 0.5, np.maximum(probs["noncompliant"], res), probs["noncompliant"])
+    m = summarise(probs, data["primary"], data["rules"], data["style_split"], 0.5, group=data["group"])
     rows = ["| subset | n | primary AUC | primary P / R | non-compliant AUC | non-compliant P / R |",
             "|---|---|---|---|---|---|"]
     for name, s in m.items():

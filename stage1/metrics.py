@@ -72,7 +72,7 @@ def summarise(probs: dict[str, np.ndarray], primary: np.ndarray, rules: np.ndarr
     from stage1.heads import p_noncompliant
 
     nc = rules.any(1)
-    probs = {**probs, "noncompliant": p_noncompliant(probs)}  # as the service decides
+    probs = {**probs, "noncompliant": np.maximum(probs["noncompliant"], p_noncompliant(probs))}  # as the service
     out = {}
     for name, sel in subsets(style_split, group).items():
         if not sel.any():
