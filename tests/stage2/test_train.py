@@ -99,3 +99,33 @@ def test_eval_command_end_to_end(tiny_data, cache_dir, tiny_run, tmp_path, monke
     assert res["feedback"]["n_rejected"] > 0
     assert set(res["queue"]["all"]) == {"threshold", "filter", "choice"}
     assert (tmp_path / "plots" / "stage2_roc.png").stat().st_size > 1000
+
+
+def test_mixed_precision_path_runs_on_cpu(tiny_data, cache_dir, tmp_path):
+    """--amp bf16 goes through the same autocast code the GPU uses (fp16/bf16 there)."""
+    best = train(tiny_train_config(tiny_data, tmp_path / "amp", cache_dir, amp="bf16", epochs=1))
+    _, _, meta = checkpoint.load(best)
+    assert meta["train"]["amp"] == "bf16" and 0 <= meta["train"]["val_auc"] <= 1
+
+
+@pytest.mark.slow
+def test_paper_configuration_trains_end_to_end_on_pixels(tiny_data, cache_dir, tmp_path):
+    """--paper with ViT and GPT-2 from local directories (tiny configs): trains on pixels."""
+    from transformers import GPT2Config, GPT2Model, ViTConfig, ViTModel
+
+    ViTModel(ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                       image_size=32, patch_size=8), add_pooling_layer=False).save_pretrained(tmp_path / "vit")
+    GPT2Model(GPT2Config(n_embd=32, n_layer=3, n_head=2, vocab_size=100, n_positions=64)).save_pretrained(tmp_path / "gpt2")
+    best = train(tiny_train_config(tiny_data, tmp_path / "paper", cache_dir, paper=True, vit=str(tmp_path / "vit"),
+                                   gpt2=str(tmp_path / "gpt2"), epochs=1, batch_size=4, max_steps=3))
+    model, _, meta = checkpoint.load(best)
+    assert meta["preprocessing"]["kind"] == "pixels" and meta["model"]["decoder"] == "gpt2"
+    import stage2
+    from agpis.data.format import load_dataset
+    from stage1.types import CandidateImage
+    from stage2.data import read_rgb
+
+    r = load_dataset(tiny_data, "test")[0]
+    ims = [CandidateImage(f"c{i}", read_rgb(str(r.path(i))), (160, 160)) for i in r.sequence]
+    out = stage2.load(best).score(r.title, [ims], None, explain=True)[0]
+    assert 0 <= out.p_qualified <= 1 and out.feedback
