@@ -342,8 +342,9 @@ def demo_products(n: int, seed: int = 0, size: int = 800) -> list[dict]:
     A deterministic mix: products whose candidates hold a good primary and clean views, and
     products with typical problems (a banner or watermark image, a duplicated view, no white
     primary, ...). Returns dicts {"product_id", "title", "category", "label", "images":
-    [(candidate_id, jpeg_bytes), ...]}; "label" is the rule the candidate set was built to
-    break ("qualified" when none).
+    [(candidate_id, jpeg_bytes), ...], "truth": {candidate_id: {"rules", "primary_ok",
+    "dup_group", "variant"}}}; "label" is the rule the candidate set was built to break
+    ("qualified" when none); "truth" is each candidate's own labels (candidate_meta).
     """
     from agpis.data import listing as listing_mod
 
@@ -358,7 +359,11 @@ def demo_products(n: int, seed: int = 0, size: int = 800) -> list[dict]:
                                            drop_replaced=1.0, others=[src.product(groups[(i + 1) % len(groups)])])
         out.append({"product_id": listing.product_id, "title": listing.records[0]["title"],
                     "category": listing.category, "label": label,
-                    "images": [(f"c{j}", render.jpeg(img, 90)) for j, img in enumerate(listing.images)]})
+                    "images": [(f"c{j}", render.jpeg(img, 90)) for j, img in enumerate(listing.images)],
+                    # per-candidate truth, for tests that play a reviewer who knows the answer
+                    "truth": {f"c{j}": {"rules": list(m["rules"]), "primary_ok": m["primary_ok"],
+                                        "dup_group": m["dup_group"], "variant": m["variant"]}
+                              for j, m in enumerate(listing.metas)}})
     return out
 
 
