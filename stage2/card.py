@@ -75,7 +75,8 @@ def write_card(directory: str | Path, evaluation: dict | None = None) -> Path:
         "## Architecture",
         f"- image tokens: the frozen backbone's final 7x7x{m['feature_dim']} map per image (49 cell tokens"
         f"{' + 1 mean-pooled token' if m['pooled_token'] else ''}), LayerNorm, projected to d={m['d_model']}",
-        f"- hierarchical encoder: learned positions over all {m['n_images']} images' tokens, "
+        f"- hierarchical encoder: learned positions over all {m['n_images']} images' tokens"
+        f"{' (plus image-index and cell embeddings)' if m.get('factored_pos') else ''}, "
         f"N_s={m['n_enc_layers']} transformer block(s), {m['n_head']} heads",
         f"- decoder: GPT-2-style, N_d={m['n_dec_layers']} blocks, cross-attention in blocks {m['cross_layers']}; "
         f"text `title [SEP] feedback [EOS]`, WordPiece vocabulary of {m['vocab_size']} trained on the "

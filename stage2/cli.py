@@ -43,6 +43,8 @@ def register_train(sub) -> None:
     p.add_argument("--out", default="", help=f"run directory (default {DEFAULT_RUNS}/<variant>)")
     p.add_argument("--install", default="", metavar="DIR",
                    help=f"copy the best checkpoint there with a model card (e.g. {DEFAULT_WEIGHTS})")
+    p.add_argument("--from", dest="from_checkpoint", default="", metavar="CHECKPOINT",
+                   help="with --install: install this trained checkpoint directory instead of training")
     p.set_defaults(func=_train)
 
 
@@ -52,6 +54,13 @@ def _train(args) -> int:
 
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     variants = [v.strip() for v in args.variant.split(",") if v.strip()]
+    if args.from_checkpoint:
+        if not args.install:
+            raise SystemExit("agpis: --from needs --install DIR")
+        from stage2.card import install
+
+        print(f"installed {install(args.from_checkpoint, args.install)}")
+        return 0
     if args.install and variants != ["muisc"]:
         raise SystemExit("agpis: --install takes the full MUIsC only (--variant muisc)")
     names = {f.name for f in dataclasses.fields(TrainConfig)}

@@ -20,11 +20,11 @@ class TrainConfig:
     data: str = "var/datasets/real"
     out: str = "var/runs/muisc"
     variant: str = "muisc"
-    epochs: int = 6
+    epochs: int = 8
     batch_size: int = 64
     lr: float = 5e-4
     weight_decay: float = 0.05
-    warmup_steps: int = 100
+    warmup_steps: int = 150
     cls_weight: float = 1.0  # lambda_mcc (paper: 1.0)
     lm_weight: float = 0.1  # lambda_nlg (paper: 0.1); variants without NLG set 0
     seed: int = 0
@@ -32,7 +32,7 @@ class TrainConfig:
     d_model: int = 256
     n_head: int = 4
     n_enc_layers: int = 1
-    factored_pos: bool = False
+    factored_pos: bool = True  # image-index + cell embeddings on top of the per-token positions
     n_dec_layers: int = 3
     cross_layers: tuple[int, ...] = (0, 1, 2)
     dropout: float = 0.1
