@@ -194,6 +194,8 @@ def train(cfg: TrainConfig) -> Path:
     if cfg.max_steps:
         total = min(total, cfg.max_steps)
     state = {"step": 0, "epoch": 0, "best_auc": -1.0, "history": []}
+    params = dict(model.named_parameters())
+    ema = {k: p.detach().clone() for k, p in params.items()} if cfg.ema else None
     last = out / "last.pt"
     if cfg.resume and last.is_file():
         ck = torch.load(last, map_location="cpu", weights_only=False)
@@ -203,6 +205,8 @@ def train(cfg: TrainConfig) -> Path:
         opt.load_state_dict(ck["optimizer"])
         scaler.load_state_dict(ck["scaler"])
         state = ck["state"]
+        if ema is not None:
+            ema = ck["ema"]
         torch.set_rng_state(ck["rng"])
         if d.main:
             print(f"resumed {last} at step {state['step']} (epoch {state['epoch']})")
@@ -217,7 +221,7 @@ def train(cfg: TrainConfig) -> Path:
             return
         tmp = last.with_suffix(".tmp")
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scaler": scaler.state_dict(),
-                    "state": state, "rng": torch.get_rng_state(), "train_config": asdict(cfg)}, tmp)
+                    "state": state, "rng": torch.get_rng_state(), "train_config": asdict(cfg), "ema": ema}, tmp)
         tmp.replace(last)  # atomic: an interrupted save never leaves a broken checkpoint
 
     t_start = time.time()
@@ -252,6 +256,10 @@ def train(cfg: TrainConfig) -> Path:
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             scaler.step(opt)
             scaler.update()
+            if ema is not None:
+                with torch.no_grad():
+                    for k, p in params.items():
+                        ema[k].lerp_(p.detach(), 1.0 - cfg.ema)
             state["step"] += 1
             seen["loss"] += loss.item()
             seen["n"] += 1
@@ -267,23 +275,37 @@ def train(cfg: TrainConfig) -> Path:
         if state["step"] >= (epoch + 1) * steps_per_epoch or state["step"] >= total:
             state["epoch"] = epoch + 1
             if d.main:
-                val = evaluate.predict(model, val_ex, source, tokenizer, cfg.max_title, batch_size=128,
-                                       device=d.device, progress=False)
-                auc = evaluate.metrics.summary([e.label for e in val_ex], val["p_qualified"])["auc"]
+                def validate() -> float:
+                    val = evaluate.predict(model, val_ex, source, tokenizer, cfg.max_title, batch_size=128,
+                                           device=d.device, progress=False)
+                    return evaluate.metrics.summary([e.label for e in val_ex], val["p_qualified"])["auc"]
+
+                auc, which = validate(), "raw"
+                if ema is not None:
+                    raw = {k: p.detach().clone() for k, p in params.items()}
+                    _copy_into(params, ema)
+                    ema_auc = validate()
+                    if ema_auc > auc:
+                        auc, which = ema_auc, "ema"
+                    else:
+                        _copy_into(params, raw)
                 train_loss = seen["loss"] / max(1, seen["n"])
-                state["history"].append({"epoch": epoch + 1, "step": state["step"], "val_auc": auc,
+                state["history"].append({"epoch": epoch + 1, "step": state["step"], "val_auc": auc, "weights": which,
                                          "train_loss": train_loss, "minutes": (time.time() - t_start) / 60})
-                print(f"{cfg.variant} epoch {epoch + 1}: train loss {train_loss:.4f}, val AUC {auc:.4f}", flush=True)
+                print(f"{cfg.variant} epoch {epoch + 1}: train loss {train_loss:.4f}, val AUC {auc:.4f} ({which})",
+                      flush=True)
                 if auc > state["best_auc"]:
                     state["best_auc"] = auc
                     checkpoint.save(out / "best", model, tokenizer if mcfg.use_decoder else None,
                                     preprocessing=pre, text={"max_title": cfg.max_title,
                                                              "max_feedback": cfg.max_feedback},
                                     version=cfg.version or f"muisc-{cfg.variant}",
-                                    extra={"train": {**asdict(cfg), "val_auc": auc, "epoch": epoch + 1,
+                                    extra={"train": {**asdict(cfg), "val_auc": auc, "epoch": epoch + 1, "weights": which,
                                                      "n_train": len(ds), "world_size": d.world,
                                                      "data_sha256": checkpoint.sha256_file(Path(cfg.data) / "train.jsonl")},
                                            "classes_catalogue": list(rules.CLASSES)})
+                if which == "ema":
+                    _copy_into(params, raw)  # training goes on from the raw weights
             save_last()
             barrier(d)
     if d.main:
@@ -291,6 +313,12 @@ def train(cfg: TrainConfig) -> Path:
     barrier(d)
     _finish(d)
     return out / "best"
+
+
+def _copy_into(params: dict, values: dict) -> None:
+    with torch.no_grad():
+        for k, p in params.items():
+            p.copy_(values[k])
 
 
 def _finish(d: DistInfo) -> None:

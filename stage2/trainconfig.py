@@ -28,6 +28,9 @@ class TrainConfig:
     cls_weight: float = 1.0  # lambda_mcc (paper: 1.0)
     lm_weight: float = 0.1  # lambda_nlg (paper: 0.1); variants without NLG set 0
     seed: int = 0
+    # exponential moving average of the weights (0: off); at each epoch's end the averaged and the
+    # raw weights are both validated and the better one is the epoch's candidate for best/
+    ema: float = 0.0
     # model (features configuration)
     d_model: int = 256
     n_head: int = 4

@@ -129,3 +129,14 @@ def test_paper_configuration_trains_end_to_end_on_pixels(tiny_data, cache_dir, t
     ims = [CandidateImage(f"c{i}", read_rgb(str(r.path(i))), (160, 160)) for i in r.sequence]
     out = stage2.load(best).score(r.title, [ims], None, explain=True)[0]
     assert 0 <= out.p_qualified <= 1 and out.feedback
+
+
+def test_weight_averaging_is_validated_and_resumes(tiny_data, cache_dir, tmp_path):
+    train(tiny_train_config(tiny_data, tmp_path / "ema", cache_dir, ema=0.9, epochs=2, stop_at=3))
+    ck = torch.load(tmp_path / "ema" / "last.pt", weights_only=False)
+    assert ck["ema"] is not None and set(ck["ema"]) <= set(ck["model"])
+    best = train(tiny_train_config(tiny_data, tmp_path / "ema", cache_dir, ema=0.9, epochs=2, resume=True))
+    history = json.loads((tmp_path / "ema" / "history.json").read_text())
+    assert {h["weights"] for h in history} <= {"raw", "ema"} and len(history) == 2
+    _, _, meta = checkpoint.load(best)
+    assert meta["train"]["weights"] in ("raw", "ema")
