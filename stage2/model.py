@@ -208,6 +208,9 @@ class MUIsCConfig:
     n_head: int = 4
     n_enc_layers: int = 1  # N^s: extra encoder blocks over all images' tokens (0 = not hierarchical)
     factored_pos: bool = False  # add image-index + cell embeddings to the per-token positions
+    # training only: drop this share of the image cell tokens (zeroed before the positions), so
+    # the model cannot lean on one style-specific local pattern (held-out styles generalise)
+    token_dropout: float = 0.0
     decoder: str = "native"  # "native" (this file) | "gpt2" (transformers, stage2/paper.py)
     gpt2: dict | None = None  # transformers GPT2Config as a dict, when decoder == "gpt2"
     n_dec_layers: int = 3  # N^d
@@ -303,10 +306,16 @@ class MUIsC(nn.Module):
         """F^e: (B, K, ...) images or feature maps -> (B, N, d) sequence features."""
         assert images.shape[1] == self.config.n_images, \
             f"expected {self.config.n_images} images per sequence, got {images.shape[1]}"
+        tokens = self.image_tokens(images)  # (B, N, d)
+        if self.training and self.config.token_dropout > 0:
+            B, K, T = tokens.shape[0], self.config.n_images, self.image_tokens.tokens_per_image
+            keep = torch.rand(B, K, T, device=tokens.device) >= self.config.token_dropout
+            keep[:, :, 0] = True  # the pooled (or CLS) token of each image is always kept
+            tokens = tokens * keep.view(B, K * T, 1)
         pos = self.enc_pos
         if self.config.factored_pos:
             pos = pos + (self.image_pos + self.cell_pos).flatten(1, 2)  # (1, K*T, d)
-        x = self.enc_drop(self.image_tokens(images) + pos)  # (B, N, d)
+        x = self.enc_drop(tokens + pos)  # (B, N, d)
         for block in self.enc_blocks:
             x = block(x)
         return self.enc_ln(x)

@@ -110,7 +110,7 @@ def build_model(cfg: TrainConfig, tokenizer):
                                  n_dec_layers=cfg.n_dec_layers, cross_layers=cfg.cross_layers,
                                  max_text_len=max_len, dropout=cfg.dropout, **flags)
     return MUIsC(MUIsCConfig(d_model=cfg.d_model, n_head=cfg.n_head, n_enc_layers=cfg.n_enc_layers,
-                             factored_pos=cfg.factored_pos,
+                             factored_pos=cfg.factored_pos, token_dropout=cfg.token_dropout,
                              n_dec_layers=cfg.n_dec_layers, cross_layers=cfg.cross_layers, dropout=cfg.dropout,
                              vocab_size=tokenizer.vocab_size, max_text_len=max_len, **flags))
 

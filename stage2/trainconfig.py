@@ -39,6 +39,7 @@ class TrainConfig:
     n_dec_layers: int = 3
     cross_layers: tuple[int, ...] = (0, 1, 2)
     dropout: float = 0.1
+    token_dropout: float = 0.0  # training only: share of image tokens dropped
     vocab_size: int = 2048
     max_title: int = 32
     max_feedback: int = 24
