@@ -148,3 +148,17 @@ def test_it_learns_which_image_is_bad():
         opt.step()
     acc = (m.eval()(x, idx, sep).class_logits.argmax(-1) == labels).float().mean()
     assert acc > 0.95, acc
+
+
+def test_token_dropout_only_in_training():
+    """With every cell token dropped, two images whose cells are permuted (same mean-pooled
+    token) encode the same in training; at inference nothing is dropped."""
+    torch.manual_seed(0)
+    m = MUIsC(tiny(token_dropout=1.0))
+    x = feats(1)
+    permuted = x[:, :, torch.randperm(x.shape[2])]
+    m.train()
+    assert torch.allclose(m.encode(x), m.encode(permuted), atol=1e-6)
+    m.eval()
+    with torch.no_grad():
+        assert not torch.allclose(m.encode(x), m.encode(permuted), atol=1e-4)
