@@ -10,7 +10,8 @@ def test_demo_products_shape_and_determinism():
     a = demo_products(4, seed=0, size=256)
     assert [p["label"] for p in a] == ["qualified", "text_overlay", "duplicated_view", "primary_background_not_white"]
     for p in a:
-        assert set(p) == {"product_id", "title", "category", "label", "images"}
+        assert set(p) == {"product_id", "title", "category", "label", "images", "truth"}
+        assert set(p["truth"]) == {cid for cid, _ in p["images"]}
         assert 4 <= len(p["images"]) <= 10
         ids = [cid for cid, _ in p["images"]]
         assert len(set(ids)) == len(ids)
