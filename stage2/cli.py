@@ -89,6 +89,9 @@ def register_eval(sub) -> None:
                    help="which products: violations in held-out styles (default), training styles, or all")
     p.add_argument("--runs", default=DEFAULT_RUNS,
                    help="where `agpis train muisc --variant ...` left the baselines and ablations (<runs>/<variant>/best)")
+    p.add_argument("--ablation-runs", default="",
+                   help="runs of the ablation table (<dir>/<variant>/best incl. its own muisc); default: --runs "
+                        "and the evaluated checkpoint")
     p.add_argument("--cache-dir", default="var/cache/stage2")
     p.add_argument("--threshold", type=float, default=0.3, help="review threshold (paper §5.1: 0.3)")
     p.add_argument("--feedback-limit", type=int, default=0, help="generate feedback for at most N rejected sequences (0: all)")

@@ -67,6 +67,26 @@ def subset_indices(labels: list[str], subset: str, seed: int = 0) -> np.ndarray:
     return np.sort(np.r_[rej, rng.choice(qualified, n, replace=False)]).astype(int)
 
 
+def auc_difference_ci(y: np.ndarray, a: np.ndarray, b: np.ndarray, groups: np.ndarray | None = None,
+                      n: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Paired bootstrap interval of AUC(a) - AUC(b) on the same sequences. With `groups`
+    (product ids) whole products are resampled: a product's sequences share its images, so
+    resampling them one by one would understate the spread."""
+    y, a, b = np.asarray(y).astype(bool), np.asarray(a), np.asarray(b)
+    groups = np.arange(len(y)) if groups is None else np.asarray(groups)
+    uniq, inverse = np.unique(groups, return_inverse=True)
+    members = [np.flatnonzero(inverse == g) for g in range(len(uniq))]
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(n):
+        idx = np.concatenate([members[g] for g in rng.integers(0, len(uniq), len(uniq))])
+        d = roc_auc(y[idx], a[idx]) - roc_auc(y[idx], b[idx])
+        if not np.isnan(d):
+            diffs.append(d)
+    lo, hi = np.quantile(diffs, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
 def summary(labels: list[str], p_qualified: np.ndarray, seed: int = 0) -> dict:
     """The paper's Table 2/3 columns for one model on one evaluation set."""
     y = np.array([l == rules.QUALIFIED for l in labels])

@@ -93,6 +93,7 @@ def run_evaluation(args) -> dict:
         if variant != "muisc" and (runs / variant / "best").is_dir():
             scored[variant] = score_checkpoint(runs / variant / "best", eval_ex, all_ex, args.cache_dir)
     summaries = {k: metrics.summary(labels, v["p_qualified"]) for k, v in scored.items()}
+    ablation = ablation_summaries(args, runs, summaries, labels, eval_ex, all_ex)
     main = scored["muisc"]
     out: dict = {"data": args.data, "split": args.split, "styles": args.styles, "n": len(eval_ex),
                  "checkpoint": str(args.checkpoint), "version": main["meta"]["version"], "summaries": summaries}
@@ -102,6 +103,10 @@ def run_evaluation(args) -> dict:
     rows += [(f"{name} (`{runs / v / 'best'}`)", summaries[v]) for v, name in BASELINES if v in summaries]
     gap = summaries["muisc"]["auc"] - summaries["late_fusion"]["auc"] if "late_fusion" in summaries else None
     out["auc_gap_vs_late_fusion"] = gap
+    if gap is not None:
+        products = np.array([records[e.record_index].product_id for e in eval_ex])
+        out["auc_gap_ci95"] = metrics.auc_difference_ci(y, main["p_qualified"], scored["late_fusion"]["p_qualified"],
+                                                        products)
     curves = {"MUIsC": (y, main["p_qualified"])}
     curves.update({name.split(",")[-1].strip(): (y, scored[v]["p_qualified"]) for v, name in BASELINES if v in scored})
     plots = evaluate.plot_curves(curves, Path(args.plots))
@@ -136,10 +141,11 @@ def run_evaluation(args) -> dict:
     out["minutes"] = (time.time() - t0) / 60
 
     cmd = (f"agpis eval muisc --checkpoint {args.checkpoint} --data {args.data} --split {args.split} "
-           f"--styles {args.styles} --runs {args.runs}")
+           f"--styles {args.styles} --runs {args.runs}"
+           + (f" --ablation-runs {args.ablation_runs}" if args.ablation_runs else ""))
     sections = {
         "stage2": _main_section(cmd, out, rows, gap, plots, eval_ex, labels, pred),
-        "stage2-ablation": _ablation_section(cmd, summaries, runs),
+        "stage2-ablation": _ablation_section(cmd, ablation, Path(args.ablation_runs or runs)),
         "stage2-feedback": _feedback_section(cmd, fb),
         "stage2-queue": _queue_section(cmd, out["queue"], args.threshold),
     }
@@ -171,7 +177,9 @@ def _main_section(cmd, out, rows, gap, plots, eval_ex, labels, pred) -> str:
              "that family, primary-image rules counted as single, plus as many random qualified ones).", "",
              evaluate.metrics_table(rows), ""]
     if gap is not None:
-        lines += [f"MUIsC's AUC exceeds the late-fusion baseline's by **{gap:+.3f}** (acceptance: >= 0.03; "
+        lo, hi = out["auc_gap_ci95"]
+        lines += [f"MUIsC's AUC exceeds the late-fusion baseline's by **{gap:+.3f}** (95% interval {lo:+.3f} .. "
+                  f"{hi:+.3f}, paired bootstrap over products; acceptance: >= 0.03; "
                   "the paper: 0.800 vs 0.764, +0.036). Both baselines use the same frozen backbone as MUIsC "
                   "(late fusion: each image's map pooled, concatenated, MLP; early fusion: the 3 images in one "
                   "2x2 mosaic at the backbone's 224 px input, pooled, MLP), trained by the same loop.", ""]
@@ -182,12 +190,29 @@ def _main_section(cmd, out, rows, gap, plots, eval_ex, labels, pred) -> str:
     return "\n".join(lines)
 
 
+def ablation_summaries(args, runs: Path, summaries: dict, labels, eval_ex, all_ex) -> dict:
+    """The Table 3 rows. With --ablation-runs the rows come from that directory (a cheaper recipe
+    trained alike, its own `muisc` run as the last row); a row it lacks falls back to --runs and
+    the evaluated checkpoint, and says so in its name."""
+    if not args.ablation_runs:
+        return dict(summaries)
+    out = {}
+    for v, _ in ABLATION_ROWS:
+        d = Path(args.ablation_runs) / v / "best"
+        if d.is_dir():
+            out[v] = metrics.summary(labels, score_checkpoint(d, eval_ex, all_ex, args.cache_dir)["p_qualified"])
+        elif v in summaries:
+            out[v] = {**summaries[v], "fallback": True}
+    return out
+
+
 def _ablation_section(cmd, summaries, runs) -> str:
-    rows = [(f"{desc} (`{v}`)", summaries[v]) for v, desc in ABLATION_ROWS if v in summaries]
+    rows = [(f"{desc} (`{runs / v / 'best'}`{', from --runs / --checkpoint' if summaries[v].get('fallback') else ''})",
+             summaries[v]) for v, desc in ABLATION_ROWS if v in summaries]
     missing = [v for v, _ in ABLATION_ROWS if v not in summaries]
-    lines = ["## Stage 2: ablation (the paper's Table 3)", "", f"Command: `{cmd}` (runs from `agpis train muisc "
-             f"--variant {','.join(v for v, _ in ABLATION_ROWS[:-1])}` under `{runs}`; the last row is the "
-             "evaluated MUIsC checkpoint).", "", evaluate.metrics_table(rows)]
+    lines = ["## Stage 2: ablation (the paper's Table 3)", "", f"Command: `{cmd}` (rows from `agpis train muisc "
+             f"--variant {','.join(v for v, _ in ABLATION_ROWS)} --out {runs}/<variant>`, all trained alike "
+             "on the same data; each row adds one thing to the row above).", "", evaluate.metrics_table(rows)]
     if missing:
         lines += ["", f"Not trained yet: {', '.join(missing)}."]
     return "\n".join(lines)

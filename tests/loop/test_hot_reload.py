@@ -1,40 +1,23 @@
 """A promoted model version is picked up by the running server without a failed call."""
 from __future__ import annotations
 
-import json
-import shutil
 import threading
 import time
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from agpis.config import Config
 from agpis.loop.registry import Registry
-from agpis.service import AgpisServer
 from agpis.v1 import agpis_pb2_grpc as pb_grpc
-from tests.conftest import ROOT
+from tests.loop.conftest import add_version, registry_server
 from tests.service.helpers import request
-
-
-def add_version(registry: Registry, name: str) -> None:
-    staging = registry.new_version_dir(name)
-    shutil.copytree(ROOT / "weights" / "default", staging, dirs_exist_ok=True)
-    manifest = json.loads((staging / "manifest.json").read_text())
-    manifest["version"] = name
-    (staging / "manifest.json").write_text(json.dumps(manifest))
-    registry.add(staging)
 
 
 def test_server_switches_to_the_promoted_version_without_failing_calls(queue_cfg, small_product, tmp_path):
     registry = Registry(tmp_path / "models")
     add_version(registry, "v1")
     registry.promote("v1")
-    cfg = Config()
-    cfg.server.port, cfg.server.metrics_port = 0, -1
-    cfg.queue = queue_cfg
-    cfg.pipeline.registry, cfg.pipeline.reload_s = str(registry.root), 0.2
-    srv = AgpisServer(cfg).start().wait_ready(timeout=300)
+    _, srv = registry_server(registry, queue_cfg, 0.2)
     seen, errors, health = [], [], []
     stop = threading.Event()
 

@@ -89,3 +89,15 @@ def test_queue_report_matched_protocol():
     # a scorer that prefers the violating sequences: the choice makes things worse
     bad = queue_report(ex, np.array([0.1, 0.9, 0.8, 0.2]), threshold=0.3)["choice"]
     assert bad["multi_qualified"] == 0 and bad["reduction"] <= 0
+
+
+def test_auc_difference_interval_brackets_the_gap_and_is_zero_for_the_same_scores():
+    rng = np.random.default_rng(1)
+    y = rng.random(400) < 0.6
+    good = y + rng.normal(0, 0.6, 400)
+    weak = y + rng.normal(0, 1.5, 400)
+    gap = metrics.roc_auc(y, good) - metrics.roc_auc(y, weak)
+    groups = np.repeat(np.arange(100), 4)
+    lo, hi = metrics.auc_difference_ci(y, good, weak, groups, n=300)
+    assert 0 < lo < gap < hi
+    assert metrics.auc_difference_ci(y, good, good, groups, n=50) == (0.0, 0.0)
