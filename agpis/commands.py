@@ -154,18 +154,10 @@ def _generate_batch(pipeline, args) -> int:
 
 def summary(d) -> str:
     """A few lines a person can read."""
-    out = [f"{d.product_id}: {d.status}  p_qualified={d.p_qualified:.3f} (threshold {d.threshold})"]
-    if d.sequence:
-        out.append(f"  sequence: {' > '.join(d.sequence)}")
-    if d.terminated_reason:
-        out.append(f"  terminated: {d.terminated_reason}")
-    for r in d.removed:
-        out.append(f"  removed {r.id}: {r.rule} - {r.reason}")
-    if d.status != "QUEUED" and d.predicted_rule:
-        out.append(f"  predicted rule: {d.predicted_rule}; feedback: {d.feedback}")
-    if d.review.state != "NOT_SENT":
-        out.append(f"  review: {d.review.state} {d.review.entry_id}")
-    return "\n".join(out)
+    from agpis.convert import decision_to_proto, describe
+
+    head = f"{d.product_id}: {d.status}  p_qualified={d.p_qualified:.3f} (threshold {d.threshold})"
+    return "\n".join([head] + describe(decision_to_proto(d)))
 
 
 # -- review --------------------------------------------------------------------------------------

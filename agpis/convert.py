@@ -44,3 +44,23 @@ def decision_to_proto(d) -> pb.GenerateSequenceResponse:
 
 def error_response(product_id: str, code: str, message: str) -> pb.GenerateSequenceResponse:
     return pb.GenerateSequenceResponse(product_id=product_id, error=pb.Error(code=code, message=message))
+
+
+def describe(resp: pb.GenerateSequenceResponse, indent: str = "  ") -> list[str]:
+    """A response as a few lines a person can read (CLI and demo), after a head line of the caller's."""
+    status = pb.Status.Name(resp.status)
+    out = []
+    if resp.sequence:
+        out.append(f"{indent}sequence: {' > '.join(resp.sequence)}")
+    if resp.terminated_reason:
+        out.append(f"{indent}terminated: {resp.terminated_reason}: {resp.feedback}")
+    for r in resp.removed:
+        out.append(f"{indent}removed {r.id}: {r.rule} ({r.reason})")
+    if status == "REJECTED" and resp.predicted_rule:
+        out.append(f"{indent}why: {resp.predicted_rule}: {resp.feedback}")
+    if resp.review.state:
+        out.append(f"{indent}review: {pb.ReviewState.Name(resp.review.state)} {resp.review.entry_id}")
+    t = resp.timings_ms
+    out.append(f"{indent}time: total {t.get('total', 0):.0f} ms (decode {t.get('decode', 0):.0f}, "
+               f"stage1 {t.get('stage1', 0):.0f}, stage2 {t.get('stage2', 0):.0f}, queue {t.get('queue', 0):.0f})")
+    return out

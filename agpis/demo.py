@@ -17,6 +17,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from agpis.config import Config
+from agpis.convert import describe
 from agpis.v1 import agpis_pb2 as pb
 from agpis.v1 import agpis_pb2_grpc as pb_grpc
 
@@ -98,18 +99,4 @@ def _describe(product: dict, resp) -> str:
     status = pb.Status.Name(resp.status)
     head = (f"{resp.product_id:<10} {status:<10} p_qualified={resp.p_qualified:.2f}  "
             f"(made as: {product.get('label', '?')})  \"{product['title'][:60]}\"")
-    lines = [head]
-    if resp.sequence:
-        lines.append(f"    sequence: {' > '.join(resp.sequence)}")
-    if resp.terminated_reason:
-        lines.append(f"    terminated: {resp.terminated_reason}: {resp.feedback}")
-    for r in resp.removed:
-        lines.append(f"    removed {r.id}: {r.rule} ({r.reason})")
-    if status == "REJECTED":
-        lines.append(f"    why: {resp.predicted_rule}: {resp.feedback}")
-    if resp.review.state:
-        lines.append(f"    review: {pb.ReviewState.Name(resp.review.state)} {resp.review.entry_id}")
-    t = resp.timings_ms
-    lines.append(f"    time: total {t.get('total', 0):.0f} ms (decode {t.get('decode', 0):.0f}, "
-                 f"stage1 {t.get('stage1', 0):.0f}, stage2 {t.get('stage2', 0):.0f}, queue {t.get('queue', 0):.0f})")
-    return "\n".join(lines)
+    return "\n".join([head] + describe(resp, "    "))
