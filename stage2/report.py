@@ -149,6 +149,9 @@ def run_evaluation(args) -> dict:
         "stage2-feedback": _feedback_section(cmd, fb),
         "stage2-queue": _queue_section(cmd, out["queue"], args.threshold),
     }
+    real = real_listing_section(cmd, args.stage1 or "default")
+    if real:
+        sections["stage2-real"] = real
     for name, md in sections.items():
         print("\n" + md)
         if args.docs:
@@ -161,6 +164,31 @@ def run_evaluation(args) -> dict:
         write_card(args.checkpoint, {**summaries["muisc"], "data": args.data, "split": args.split,
                                      "styles": args.styles})
     return out
+
+
+# The JD listing of the paper's authors (../shared/data/jd_muisc_examples): six photos of one pair
+# of slides; the title is ours (the examples come without one).
+JD_TITLE = "adidas Adilette Shower slides, black"
+
+
+def real_listing_section(cmd: str, version: str) -> str | None:
+    """The whole pipeline (stage 1, then MUIsC's choice) on a real listing no model trained on."""
+    from agpis.data.real import shared_dir
+    from agpis.pipeline import Pipeline
+
+    paths = sorted((shared_dir() / "data" / "jd_muisc_examples").glob("*.jpg"))
+    if not paths:
+        return None
+    d = Pipeline.load(version).generate(JD_TITLE, [str(x) for x in paths], product_id="jd")
+    lines = ["## Stage 2: a real listing (JD examples)", "", f"Command: `{cmd}` (this section: the full pipeline "
+             f"of model version `{version}` on `../shared/data/jd_muisc_examples`, title \"{JD_TITLE}\"; none of "
+             "these photos is in any training split).", "",
+             f"Stage 1 removed: {', '.join(f'{r.id} ({r.rule})' for r in d.removed) or 'nothing'}. "
+             f"Decision: **{d.status}**, sequence {d.sequence}, p_qualified {d.p_qualified:.4f}, "
+             f"predicted rule `{d.predicted_rule}`: \"{d.feedback}\".", "",
+             "| candidate sequence | p_qualified | predicted rule |", "|---|---|---|"]
+    lines += [f"| {' > '.join(a.ids)} | {a.p_qualified:.4f} | {a.rule} |" for a in d.alternatives]
+    return "\n".join(lines)
 
 
 def _f(x, nd=3):
