@@ -147,17 +147,29 @@ def _inside(boxes: np.ndarray) -> np.ndarray:
     return (c[:, 2] - c[:, 0]) * (c[:, 3] - c[:, 1]) / area
 
 
-def check_transform(a: ImagePatches, b: ImagePatches, t: np.ndarray, cfg: DuplicateConfig) -> tuple[float, int]:
-    """Mean cosine between every box and the features pooled where `t` (a -> b) puts it in the
-    other image, over the boxes that land inside it; and how many did."""
-    sims = []
-    for src, dst, tt in ((a, b, t), (b, a, _inverse(t))):
-        mapped = _apply(tt, src.check_boxes)
+def check_transforms(a: ImagePatches, b: ImagePatches, ts: np.ndarray, cfg: DuplicateConfig) -> list[tuple[float, int]]:
+    """For each transform t (a -> b) in `ts` (T, 4): the mean cosine between every box and the
+    features pooled where t puts it in the other image, over the boxes that land inside it, and
+    how many did. All transforms of a pair are pooled in one gather per direction (the Python
+    overhead of one pool call per transform was most of the matching time)."""
+    n_t = len(ts)
+    if not n_t:
+        return []
+    sums, counts = np.zeros(n_t, np.float64), np.zeros(n_t, np.int64)
+    inverse = np.stack([_inverse(t) for t in ts])
+    for src, dst, tts in ((a, b, ts), (b, a, inverse)):
+        nb = len(src.check_boxes)
+        if not nb:
+            continue
+        mapped = np.concatenate([_apply(t, src.check_boxes) for t in tts])  # (T * nb, 4)
         ok = _inside(mapped) >= cfg.min_inside
-        if ok.any():
-            sims.append((dst.maps.pool(np.clip(mapped[ok], 0, 1)) * src.check_feats[ok]).sum(1))
-    s = np.concatenate(sims) if sims else np.zeros(0, np.float32)
-    return (float(s.mean()) if len(s) else 0.0), len(s)
+        if not ok.any():
+            continue
+        sims = (dst.maps.pool(np.clip(mapped[ok], 0, 1)) * np.tile(src.check_feats, (n_t, 1))[ok]).sum(1)
+        owner = np.repeat(np.arange(n_t), nb)[ok]
+        sums += np.bincount(owner, weights=sims, minlength=n_t)
+        counts += np.bincount(owner, minlength=n_t)
+    return [((float(s / c) if c else 0.0), int(c)) for s, c in zip(sums, counts)]
 
 
 def score_pair(a: ImagePatches, b: ImagePatches, candidates: list[tuple[int, int, float]],
@@ -176,8 +188,8 @@ def score_pair(a: ImagePatches, b: ImagePatches, candidates: list[tuple[int, int
              (np.maximum(sx / sy, sy / sx) <= cfg.max_anisotropy)
         # Matches often agree on one transform (that is the point): check each distinct one once.
         _, first = np.unique(np.round(ts[ok] / cfg.same_transform), axis=0, return_index=True)
-        for t in ts[ok][np.sort(first)]:
-            mean, n = check_transform(a, b, t, cfg)
+        distinct = ts[ok][np.sort(first)]
+        for t, (mean, n) in zip(distinct, check_transforms(a, b, distinct, cfg)):
             if n < cfg.min_checked:
                 continue
             score = float(np.clip((mean - cfg.sim_floor) / (1 - cfg.sim_floor), 0, 1))
