@@ -155,3 +155,47 @@ def test_import_agrees_with_tflite_on_real_photos(shared_dir):
     assert agree.mean() >= 0.85, agree.mean()
     # Where TFLite is confident the two must agree.
     assert agree[ref.max(1) > 0.5].all()
+
+
+def test_int8_export_folds_the_same_pads_without_changing_outputs(tmp_path, monkeypatch):
+    """export_int8_onnx quantises, then moves the TF 'SAME' pads into the convolutions
+    (stage1/onnx_fold.py): the folded graph has no Pad left and gives exactly the same maps."""
+    import onnx
+    import onnxruntime as ort
+
+    from stage1.onnx_fold import fold_static_pads
+    from stage1.tflite_import import export_int8_onnx
+
+    cfg = MobileNetV2Config(stages=((1, 8, 1, 1), (2, 8, 1, 2), (2, 16, 1, 2), (2, 16, 1, 2), (2, 16, 1, 1),
+                                    (2, 24, 1, 2), (2, 24, 1, 1)), stem_channels=8, last_channels=32,
+                            num_classes=0, image_size=64, patch_block=4)
+    torch.manual_seed(0)
+    model = MobileNetV2(cfg).eval()
+    calib = np.random.default_rng(0).uniform(-1, 1, (4, 3, 64, 64)).astype(np.float32)
+    folded = tmp_path / "folded.onnx"
+    export_int8_onnx(model, folded, calib)
+    assert not [n for n in onnx.load(str(folded)).graph.node if n.op_type == "Pad"]
+    # the committed trunk is folded too
+    assert not [n for n in onnx.load(str(BASE_DIR / "backbone.int8.onnx")).graph.node if n.op_type == "Pad"]
+    assert fold_static_pads(folded, tmp_path / "again.onnx", 64) == 0  # idempotent
+
+    # unfolded reference: keep a copy of the quantised graph the pass receives
+    import shutil
+
+    import stage1.onnx_fold as fold_mod
+
+    seen, real = {}, fold_mod.fold_static_pads
+
+    def keep_copy(src, dst, size):
+        shutil.copy(src, tmp_path / "unfolded.onnx")
+        seen["n"] = real(src, dst, size)
+        return seen["n"]
+
+    monkeypatch.setattr(fold_mod, "fold_static_pads", keep_copy)
+    export_int8_onnx(model, tmp_path / "folded2.onnx", calib)
+    assert seen["n"] > 0
+    x = np.random.default_rng(1).uniform(-1, 1, (3, 3, 64, 64)).astype(np.float32)
+    a = ort.InferenceSession(str(tmp_path / "unfolded.onnx"), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    b = ort.InferenceSession(str(tmp_path / "folded2.onnx"), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    for u, v in zip(a, b):
+        np.testing.assert_array_equal(u, v)
