@@ -9,6 +9,7 @@ Pure domain code: no gRPC and no Redis here. The service (agpis/service.py) adap
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -179,13 +180,23 @@ class Pipeline:
 
         by_id = {im.id: im for im in images}
         t0 = time.perf_counter()
-        scores = self.stage2.score(title, [[by_id[i] for i in seq] for seq in s1.sequences], s1.features, explain)
-        timings["stage2"] = _ms(t0)
+        # Score every proposed sequence without explanations (the fast path), then generate the
+        # feedback sentence (~50 ms of greedy decoding) only for the sequence kept, and only when
+        # it is a rejection or explanations were asked for: a queued sequence needs none.
+        explain_all = explain and self.config.stage2.explain_all
+        scores = self.stage2.score(title, [[by_id[i] for i in seq] for seq in s1.sequences], s1.features,
+                                   explain_all)
         check()
         # Multi-candidate choice (the paper's future work): the sequence reviewers are most
         # likely to accept, among those stage 1 proposed.
         best = max(scores, key=lambda s: s.p_qualified)
         status = QUEUED if best.p_qualified > threshold else REJECTED
+        if not explain_all and (status == REJECTED or explain):
+            said = self.stage2.score(title, [[by_id[i] for i in best.ids]], s1.features, True)[0]
+            explained = dataclasses.replace(best, feedback=said.feedback)
+            scores = [explained if s is best else s for s in scores]
+            best = explained
+        timings["stage2"] = _ms(t0)
         timings["total"] = timings.get("decode", 0.0) + _ms(t_start)
         return Decision(status=status, p_qualified=best.p_qualified, sequence=list(best.ids), terminated_reason="",
                         predicted_rule=best.rule, feedback=best.feedback if status == REJECTED or explain else "",
