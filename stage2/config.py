@@ -15,3 +15,7 @@ class Stage2Config:
     # the highest p_qualified (the one the pipeline keeps; the response's alternatives carry no
     # feedback): a request's 4 candidates then cost one explanation, not four.
     explain_all: bool = False
+    # ONNX Runtime threads for scoring a request's sequences (4 sequences: 26 ms on 1 thread,
+    # 15 ms on 2, `agpis bench stage2`); its threads do not spin, so concurrent requests share
+    # the cores without stalling each other.
+    onnx_threads: int = 2

@@ -348,7 +348,7 @@ class MUIsC(nn.Module):
         tokens banned at the first step / at every step, decided from the classification
         (stage2.explain). Returns (class_logits (B, C), generated ids (B, <= max_new_tokens),
         EOS-padded)."""
-        enc = self.encode(images)
+        enc = self.encode(images) if enc is None else enc
         kv = self.decoder.encoder_kv(enc)  # once, reused at every step
         cache = self.decoder.new_cache()  # self-attention keys/values: one new token per step
         length = prompt.shape[1]

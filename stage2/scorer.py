@@ -54,7 +54,7 @@ class MUIsCStage2:
         # the exported scoring path (stage2.export), when the installed weights carry it
         from stage2.export import ONNX_FILE, OnnxScorer
 
-        self.onnx = OnnxScorer(self.directory / ONNX_FILE, threads=1) if ONNX_FILE in self.meta["files"] else None
+        self.onnx = OnnxScorer(self.directory / ONNX_FILE, threads=self.config.onnx_threads) if ONNX_FILE in self.meta["files"] else None
 
     @property
     def n_images(self) -> int:
