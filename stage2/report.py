@@ -229,13 +229,23 @@ def ablation_summaries(args, runs: Path, summaries: dict, labels, eval_ex, all_e
         d = Path(args.ablation_runs) / v / "best"
         if d.is_dir():
             out[v] = metrics.summary(labels, score_checkpoint(d, eval_ex, all_ex, args.cache_dir)["p_qualified"])
+            out[v]["train"] = checkpoint_train(d)
         elif v in summaries:
             out[v] = {**summaries[v], "fallback": True}
     return out
 
 
+def checkpoint_train(directory: Path) -> str:
+    """How a run was trained, in a few words (d_model, epochs, learning rate)."""
+    from stage2 import checkpoint
+
+    t = checkpoint.read_meta(directory).get("train", {})
+    return f"d={t.get('d_model', '?')}, {t.get('epochs', '?')} epochs, lr {t.get('lr', '?')}"
+
+
 def _ablation_section(cmd, summaries, runs) -> str:
-    rows = [(f"{desc} (`{runs / v / 'best'}`{', from --runs / --checkpoint' if summaries[v].get('fallback') else ''})",
+    rows = [(f"{desc} (`{runs / v / 'best'}`{', from --runs / --checkpoint' if summaries[v].get('fallback') else ''}"
+             f"{'; ' + summaries[v]['train'] if summaries[v].get('train') else ''})",
              summaries[v]) for v, desc in ABLATION_ROWS if v in summaries]
     missing = [v for v, _ in ABLATION_ROWS if v not in summaries]
     lines = ["## Stage 2: ablation (the paper's Table 3)", "", f"Command: `{cmd}` (rows from `agpis train muisc "
