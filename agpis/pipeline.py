@@ -9,11 +9,13 @@ Pure domain code: no gRPC and no Redis here. The service (agpis/service.py) adap
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
 import json
 import logging
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -96,6 +98,7 @@ class Pipeline:
     def __init__(self, stage1: Stage1, stage2: Stage2, config: Config, version: str):
         self.stage1, self.stage2, self.config, self.version = stage1, stage2, config, version
         self._decoder = ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode")
+        self._slots = _Slots(config.pipeline.parallel_runs)
 
     @property
     def model_versions(self) -> dict[str, str]:
@@ -156,6 +159,24 @@ class Pipeline:
             k: int | None = None, threshold: float | None = None, explain: bool = True,
             check_deadline: Callable[[], None] | None = None,
             timings: dict[str, float] | None = None) -> Decision:
+        """Decide on one product. At most `pipeline.parallel_runs` products are computed at once;
+        a request waits for a slot (its deadline still checked) and the wait is in its timings."""
+        check = check_deadline or (lambda: None)
+        t0 = time.perf_counter()
+        self._slots.acquire(check)
+        try:
+            waited = _ms(t0)
+            decision = self._run(product_id, title, images, category, k, threshold, explain, check_deadline, timings)
+        finally:
+            self._slots.release()
+        decision.timings_ms["wait"] = waited
+        decision.timings_ms["total"] = decision.timings_ms.get("total", 0.0) + waited
+        return decision
+
+    def _run(self, product_id: str, title: str, images: list[CandidateImage], category: str = "",
+             k: int | None = None, threshold: float | None = None, explain: bool = True,
+             check_deadline: Callable[[], None] | None = None,
+             timings: dict[str, float] | None = None) -> Decision:
         t_start = time.perf_counter()
         timings = dict(timings or {})
         check = check_deadline or (lambda: None)
@@ -201,6 +222,38 @@ class Pipeline:
         return Decision(status=status, p_qualified=best.p_qualified, sequence=list(best.ids), terminated_reason="",
                         predicted_rule=best.rule, feedback=best.feedback if status == REJECTED or explain else "",
                         alternatives=sorted(scores, key=lambda s: -s.p_qualified), **base)
+
+
+class _Slots:
+    """At most `n` holders at once; waiters are served in arrival order (a semaphore polled with
+    timeouts lets late arrivals overtake, and the p99 at concurrency 8 tripled)."""
+
+    def __init__(self, n: int):
+        self.n, self.busy = max(1, n), 0
+        self.cv = threading.Condition()
+        self.waiting: collections.deque = collections.deque()
+
+    def acquire(self, check: Callable[[], None]) -> None:
+        """Wait for a slot; `check` runs every 50 ms and may raise (a deadline): the place is given up."""
+        me = object()
+        with self.cv:
+            self.waiting.append(me)
+            try:
+                while self.waiting[0] is not me or self.busy >= self.n:
+                    self.cv.wait(0.05)
+                    check()
+            except BaseException:
+                self.waiting.remove(me)
+                self.cv.notify_all()
+                raise
+            self.waiting.popleft()
+            self.busy += 1
+            self.cv.notify_all()  # the next in line may fit too
+
+    def release(self) -> None:
+        with self.cv:
+            self.busy -= 1
+            self.cv.notify_all()
 
 
 def _set_threads(n: int) -> None:

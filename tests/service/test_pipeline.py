@@ -32,3 +32,42 @@ def test_a_rejection_carries_its_feedback_sentence_even_without_explanations(pip
     assert queued.p_qualified == pytest.approx(rejected.p_qualified, abs=1e-6)
     explained = pipeline.generate(product["title"], images, threshold=0.0, explain=True)
     assert explained.feedback
+
+
+def test_compute_slots_serve_waiters_in_arrival_order_and_give_up_on_a_deadline():
+    import threading
+    import time
+
+    from agpis.pipeline import _Slots
+
+    slots, order, started = _Slots(1), [], []
+    slots.acquire(lambda: None)  # the one slot is taken
+
+    def waiter(name):
+        started.append(name)
+        slots.acquire(lambda: None)
+        order.append(name)
+        slots.release()
+
+    threads = []
+    for name in "abc":
+        threads.append(threading.Thread(target=waiter, args=(name,)))
+        threads[-1].start()
+        while name not in started:
+            time.sleep(0.001)
+        time.sleep(0.02)  # each waiter is queued before the next arrives
+
+    class Late(Exception):
+        pass
+
+    def deadline():
+        raise Late
+
+    with pytest.raises(Late):
+        slots.acquire(deadline)  # gives its place up instead of waiting for ever
+    slots.release()
+    for t in threads:
+        t.join(5)
+    assert order == ["a", "b", "c"]
+    slots.acquire(lambda: None)  # nothing leaked: the slot is free again
+    slots.release()
