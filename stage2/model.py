@@ -52,17 +52,20 @@ class Attention(nn.Module):
         B, T, d = x.shape
         hs = d // self.n_head
         q = self.q(x).view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
+        mask = None
         if kv is None:
             k, v = self.split_kv(x)
             if past is not None:
-                if past:  # one new token after a prefill: it may see every cached position
-                    assert T == 1, "with a filled cache, decode one token at a time"
+                if past:  # new tokens after a prefill: they see every cached position
                     k, v = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2)
+                    if T > 1:  # ... and the new tokens before them (is_causal would align top-left)
+                        mask = torch.ones(T, k.shape[2], dtype=torch.bool, device=x.device).tril(k.shape[2] - T)
                 past[:] = [k, v]
         else:
             k, v = kv
         # no dropout inside attention: on CPU it forces SDPA's slow path; residual dropout remains
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=bool(self.causal and T > 1))
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                           is_causal=bool(self.causal and T > 1 and mask is None))
         y = y.transpose(1, 2).contiguous().view(B, T, d)  # (B, T, d)
         return self.proj(y)
 
