@@ -24,7 +24,7 @@ from agpis.docsections import write_section
 from agpis.v1 import agpis_pb2_grpc as pb_grpc
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ("decode", "stage1", "stage2", "queue", "total")
+STAGES = ("decode", "wait", "stage1", "stage2", "queue")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -126,19 +126,21 @@ def run_bench(cfg: Config, args) -> int:
 def _markdown(results, cfg, versions, args) -> str:
     lines = ["## Service: GenerateSequence over loopback (`agpis bench`)", "",
              f"Measured {date.today()} on {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
-             f"`pipeline.threads={cfg.pipeline.threads}`, `server.workers={cfg.server.workers}`, "
+             f"`pipeline.threads={cfg.pipeline.threads}`, `pipeline.parallel_runs={cfg.pipeline.parallel_runs}`, "
+             f"`server.workers={cfg.server.workers}`, "
              f"{args.products} products of 7 candidates (~800x800 JPEG) per level, queue path included. "
              f"Command: `agpis bench --spawn-server --products {args.products}`.", ""]
     if versions:
         lines += ["Models: " + ", ".join(f"{k} `{v}`" for k, v in versions.items()), ""]
-    lines += ["| concurrency | p50 ms | p95 ms | p99 ms | products/s | errors | decode | stage1 | stage2 | queue |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += ["| concurrency | p50 ms | p95 ms | p99 ms | products/s | errors | decode | wait | stage1 | stage2 | queue |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         s = r["stages"]
         lines.append(f"| {r['concurrency']} | {r['p50']:.0f} | {r['p95']:.0f} | {r['p99']:.0f} | "
                      f"{r['throughput']:.2f} | {len(r['errors'])} | "
-                     + " | ".join(f"{s.get(k, float('nan')):.1f}" for k in ("decode", "stage1", "stage2", "queue"))
+                     + " | ".join(f"{s.get(k, float('nan')):.1f}" for k in STAGES)
                      + " |")
     lines += ["", "Targets (2 cores, default weights): p50 <= 150 ms and p99 <= 400 ms at concurrency 1; "
-              ">= 8 products/s at concurrency 8. Stage columns are server-side medians in ms."]
+              ">= 8 products/s at concurrency 8. Stage columns are server-side medians in ms; `wait` is the time a "
+              "request waited for one of the `pipeline.parallel_runs` compute slots."]
     return "\n".join(lines)
