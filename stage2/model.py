@@ -380,10 +380,12 @@ class MUIsC(nn.Module):
 
 
 def muisc_loss(out: MUIsCOutput, labels: torch.Tensor, lm_labels: torch.Tensor | None,
-               cls_weight: float = 1.0, lm_weight: float = 0.1) -> tuple[torch.Tensor, dict]:
+               cls_weight: float = 1.0, lm_weight: float = 0.1,
+               class_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
     """Paper Eq. 4: lambda_mcc * CE(classes) + lambda_nlg * LM loss over the feedback tokens.
-    `lm_labels` (M,): the next token at each position of the forward's `lm_mask`."""
-    cls = F.cross_entropy(out.class_logits.float(), labels)
+    `lm_labels` (M,): the next token at each position of the forward's `lm_mask`.
+    `class_weights` (C,): optional per-class CE weights (rare rules weighed up)."""
+    cls = F.cross_entropy(out.class_logits.float(), labels, weight=class_weights)
     loss = cls_weight * cls
     parts = {"cls": float(cls.detach())}
     if lm_weight > 0 and out.lm_logits is not None:

@@ -148,6 +148,19 @@ def epoch_order(n: int, epoch: int, seed: int, d: DistInfo) -> list[int]:
     return order[d.rank * per:(d.rank + 1) * per]
 
 
+def balanced_class_weights(labels: list[str], classes: tuple[str, ...], power: float) -> torch.Tensor | None:
+    """(C,) CE weights share_c ** -power, scaled so that the training examples' mean weight is 1
+    (the loss keeps its size); classes absent from the data get the largest weight. None at 0."""
+    if not power:
+        return None
+    counts = torch.tensor([sum(l == c for l in labels) for c in classes], dtype=torch.float64)
+    share = counts / counts.sum()
+    w = torch.where(counts > 0, share.clamp_min(1e-12) ** -power, torch.zeros_like(share))
+    w = torch.where(counts > 0, w, w.max())
+    w = w / (w * share).sum()
+    return w.float()
+
+
 def train(cfg: TrainConfig) -> Path:
     from tqdm import tqdm
 
@@ -180,6 +193,9 @@ def train(cfg: TrainConfig) -> Path:
     else:
         source, pre = feature_source(cfg, everything, d)
     mcfg = model.config
+    class_weights = balanced_class_weights([e.label for e in train_ex], mcfg.classes, cfg.class_balance)
+    if class_weights is not None:
+        class_weights = class_weights.to(d.device)
     ds = SequenceDataset(train_ex, source, tokenizer, mcfg.classes, cfg.max_title, cfg.max_feedback,
                          mcfg.use_title)
     model.to(d.device)
@@ -249,7 +265,7 @@ def train(cfg: TrainConfig) -> Path:
                         mask.to(d.device) if mask is not None else None)
                 loss, parts = muisc_loss(o, batch["labels"].to(d.device),
                                          batch["lm_targets"].to(d.device)[mask.to(d.device)] if mask is not None else None,
-                                         cfg.cls_weight, lm_weight)
+                                         cfg.cls_weight, lm_weight, class_weights)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(opt)

@@ -27,6 +27,9 @@ class TrainConfig:
     warmup_steps: int = 150
     cls_weight: float = 1.0  # lambda_mcc (paper: 1.0)
     lm_weight: float = 0.1  # lambda_nlg (paper: 0.1); variants without NLG set 0
+    # Class-balanced CE: class c weighs (share of c in the training data) ** -class_balance,
+    # normalised to mean 1 over the training examples; 0 = plain CE (the paper).
+    class_balance: float = 0.0
     seed: int = 0
     # exponential moving average of the weights (0: off); at each epoch's end the averaged and the
     # raw weights are both validated and the better one is the epoch's candidate for best/

@@ -140,3 +140,15 @@ def test_weight_averaging_is_validated_and_resumes(tiny_data, cache_dir, tmp_pat
     assert {h["weights"] for h in history} <= {"raw", "ema"} and len(history) == 2
     _, _, meta = checkpoint.load(best)
     assert meta["train"]["weights"] in ("raw", "ema")
+
+
+def test_balanced_class_weights_weigh_rare_rules_up_and_keep_the_loss_size():
+    from stage2.train import balanced_class_weights
+
+    classes = ("qualified", "watermark", "title_mismatch", "other")
+    labels = ["qualified"] * 90 + ["watermark"] * 8 + ["title_mismatch"] * 2
+    assert balanced_class_weights(labels, classes, 0.0) is None
+    w = balanced_class_weights(labels, classes, 0.5)
+    assert w[0] < w[1] < w[2] and w[3] == w.max()  # rarer -> heavier; absent: the heaviest
+    mean = sum(float(w[classes.index(l)]) for l in labels) / len(labels)
+    assert abs(mean - 1.0) < 1e-5
