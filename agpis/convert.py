@@ -59,7 +59,7 @@ def describe(resp: pb.GenerateSequenceResponse, indent: str = "  ") -> list[str]
     if status == "REJECTED" and resp.predicted_rule:
         out.append(f"{indent}why: {resp.predicted_rule}: {resp.feedback}")
     if resp.review.state:
-        out.append(f"{indent}review: {pb.ReviewState.Name(resp.review.state)} {resp.review.entry_id}")
+        out.append(f"{indent}review: {pb.ReviewState.Name(resp.review.state)} {resp.review.entry_id}".rstrip())
     t = resp.timings_ms
     out.append(f"{indent}time: total {t.get('total', 0):.0f} ms (decode {t.get('decode', 0):.0f}, "
                f"stage1 {t.get('stage1', 0):.0f}, stage2 {t.get('stage2', 0):.0f}, queue {t.get('queue', 0):.0f})")
