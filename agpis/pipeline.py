@@ -202,7 +202,7 @@ class Pipeline:
         by_id = {im.id: im for im in images}
         t0 = time.perf_counter()
         # Score every proposed sequence without explanations (the fast path), then generate the
-        # feedback sentence (~50 ms of greedy decoding) only for the sequence kept, and only when
+        # feedback sentence (~30 ms, stage2.explain) only for the sequence kept, and only when
         # it is a rejection or explanations were asked for: a queued sequence needs none.
         explain_all = explain and self.config.stage2.explain_all
         scores = self.stage2.score(title, [[by_id[i] for i in seq] for seq in s1.sequences], s1.features,

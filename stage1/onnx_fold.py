@@ -64,8 +64,7 @@ def fold_static_pads(src: str | Path, dst: str | Path, image_size: int = 224) ->
         # the float tensor before the Pad must itself come from a DequantizeLinear with the same
         # scale and zero point, so that dropping the Q/DQ pair changes no value
         before = producer.get(p.input[0])
-        if before is None or before.op_type != "DequantizeLinear" or \
-                before.input[1:] != dq[0].input[1:] and not _same_params(g, before, dq[0]):
+        if before is None or before.op_type != "DequantizeLinear" or not _same_params(g, before, dq[0]):
             continue
         for c in convs:
             attrs = {a.name: a for a in c.attribute}
@@ -89,8 +88,11 @@ def fold_static_pads(src: str | Path, dst: str | Path, image_size: int = 224) ->
 def _same_params(g, a, b) -> bool:
     from onnx import numpy_helper
 
+    """Two (De)QuantizeLinear nodes with the same scale and zero point (by name or by value)."""
     init = {t.name: t for t in g.initializer}
     for x, y in zip(a.input[1:], b.input[1:]):
+        if x == y:
+            continue
         if x not in init or y not in init:
             return False
         if not np.array_equal(numpy_helper.to_array(init[x]), numpy_helper.to_array(init[y])):
