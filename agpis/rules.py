@@ -169,6 +169,10 @@ RULES: tuple[Rule, ...] = (
           "{images} show the same aspect of the product ({detail})")),
 )
 
+# The colour words a title may name (title_mismatch): the data generator swaps them to make
+# mismatched titles and stage 2's training does the same to make extra mismatched-title examples.
+COLOUR_WORDS = ("red", "green", "yellow", "orange", "blue", "purple", "black", "white", "pink", "brown", "grey")
+
 QUALIFIED = "qualified"
 OTHER = "other"
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,7 @@ class Example:
     product_id: str = ""
     style_split: str = ""
     record_index: int = -1  # position in the record list it came from
+    category: str = ""
 
 
 def image_key(record, i: int) -> str:
@@ -43,7 +44,7 @@ def examples_from_records(records) -> list[Example]:
         if not rules.is_known(r.label):
             raise ValueError(f"record {n} ({r.product_id}): unknown label {r.label!r}")
         out.append(Example(r.title, [image_key(r, i) for i in r.sequence], r.label, r.feedback,
-                           r.product_id, r.style_split or "", n))
+                           r.product_id, r.style_split or "", n, r.category))
     return out
 
 
@@ -52,6 +53,59 @@ def load_examples(data_dir: str | Path, split: str) -> tuple[list, list[Example]
 
     records = load_dataset(data_dir, split)
     return records, examples_from_records(records)
+
+
+def _swap_colour(title: str, rng) -> tuple[str, str] | None:
+    """`title` with one of its colour words replaced by another -> (title, new colour), or None."""
+    import re
+
+    words = "|".join(rules.COLOUR_WORDS)
+    found = list(re.finditer(rf"\b({words})\b", title, flags=re.IGNORECASE))
+    if not found:
+        return None
+    m = rng.choice(found)
+    old = m.group(0).lower()
+    new = rng.choice([c for c in rules.COLOUR_WORDS if c != old])
+    new_cased = new.title() if m.group(0)[0].isupper() else new
+    return title[:m.start()] + new_cased + title[m.end():], new
+
+
+def with_title_negatives(examples: list[Example], share: float, seed: int) -> list[Example]:
+    """A copy of `examples` in which `share` of them, drawn among the qualified ones, carry a title
+    that does not describe their images: labelled title_mismatch, with a reviewer's sentence.
+
+    Why: the dataset has few title_mismatch sequences (about 3%) and a title-image mismatch is
+    learnt only from negatives (a qualified sequence's title agrees with its images by
+    definition), so MUIsC hardly learnt the rule. Image-text matching negatives, as in
+    vision-language pre-training: half of the time a colour word of the title is swapped (when
+    it has one), otherwise the title of a product of another category is used. Resampled per
+    epoch (`seed`), so the model sees many pairings. Only for models that read the title."""
+    import random
+
+    if share <= 0:
+        return examples
+    rng = random.Random(seed)
+    out = list(examples)
+    qualified = [i for i, e in enumerate(examples) if e.label == rules.QUALIFIED]
+    donors = [i for i, e in enumerate(examples) if e.category]
+    for i in rng.sample(qualified, min(len(qualified), round(share * len(examples)))):
+        e = examples[i]
+        swapped = _swap_colour(e.title, rng) if rng.random() < 0.5 else None
+        if swapped is not None:
+            title, detail = swapped[0], f"{swapped[1]} {e.category}".strip()
+        else:
+            other = None
+            for _ in range(20):  # a product of another category (the same category may fit the images)
+                j = rng.choice(donors) if donors else i
+                if examples[j].category and examples[j].category != e.category:
+                    other = examples[j]
+                    break
+            if other is None:
+                continue
+            title, detail = other.title, other.category
+        fb = rules.feedback("title_mismatch", detail=detail, rng=rng)
+        out[i] = replace(e, title=title, label="title_mismatch", feedback=fb)
+    return out
 
 
 def has_split(data_dir: str | Path, split: str) -> bool:

@@ -165,7 +165,7 @@ def train(cfg: TrainConfig) -> Path:
     from tqdm import tqdm
 
     from stage2 import checkpoint, evaluate
-    from stage2.data import SequenceDataset, collate, has_split, load_examples, pixel_source
+    from stage2.data import SequenceDataset, collate, has_split, load_examples, pixel_source, with_title_negatives
     from stage2.model import muisc_loss
 
     if cfg.threads:
@@ -200,6 +200,9 @@ def train(cfg: TrainConfig) -> Path:
                          mcfg.use_title)
     model.to(d.device)
     lm_weight = cfg.effective_lm_weight if mcfg.use_decoder else 0.0
+    # models that never read the title would only see label noise in mismatched-title examples
+    reads_title = getattr(mcfg, "use_title", False) and getattr(mcfg, "use_decoder", False)
+    title_negatives = cfg.title_negatives if reads_title else 0.0
     opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98))
     dtype = amp_dtype(cfg, d.device)
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16 and d.device.type == "cuda")
@@ -244,6 +247,7 @@ def train(cfg: TrainConfig) -> Path:
     while state["step"] < total:
         epoch = state["epoch"]
         order = epoch_order(len(ds), epoch, cfg.seed, d)
+        ds.examples = with_title_negatives(train_ex, title_negatives, cfg.seed * 1000 + epoch)
         skip = state["step"] - epoch * steps_per_epoch  # resume mid-epoch
         batches = [order[i * cfg.batch_size:(i + 1) * cfg.batch_size] for i in range(skip, steps_per_epoch)]
         # own generator: creating a loader must not draw from the global RNG (exact resume)

@@ -30,7 +30,7 @@ from agpis.data.product import Product
 from agpis.data.styles import Styles
 
 # Colours a wrong title may name (plain shopper words; "teal pear" would read as a test pattern).
-COLOUR_WORDS = ("red", "green", "yellow", "orange", "blue", "purple", "black", "white", "pink", "brown", "grey")
+COLOUR_WORDS = rules.COLOUR_WORDS
 PRIMARY_RULES = tuple(r.id for r in rules.rules_in("primary"))
 
 

@@ -152,3 +152,34 @@ def test_balanced_class_weights_weigh_rare_rules_up_and_keep_the_loss_size():
     assert w[0] < w[1] < w[2] and w[3] == w.max()  # rarer -> heavier; absent: the heaviest
     mean = sum(float(w[classes.index(l)]) for l in labels) / len(labels)
     assert abs(mean - 1.0) < 1e-5
+
+
+def _example(title, label="qualified", category="mug", n=0):
+    from stage2.data import Example
+
+    return Example(title, [f"img/{n}/0.jpg", f"img/{n}/1.jpg", f"img/{n}/2.jpg"], label,
+                   "yes" if label == "qualified" else "images 1 and 2 show the same view", f"p{n}", "train", n, category)
+
+
+def test_title_negatives_relabel_qualified_sequences_with_a_title_that_does_not_fit():
+    from stage2.data import with_title_negatives
+    from stage2.metrics import rule_named
+
+    examples = [_example(f"Red Ceramic Mug {n}", category="mug", n=n) for n in range(50)] \
+        + [_example(f"Leather Boot {n}", category="boot", n=50 + n) for n in range(50)] \
+        + [_example("Blue Mug", label="duplicated_view", n=100)]
+    out = with_title_negatives(examples, 0.2, seed=3)
+    assert out is not examples and len(out) == len(examples)
+    changed = [(a, b) for a, b in zip(examples, out) if a is not b]
+    assert len(changed) == 20  # 20% of all examples, drawn among the qualified ones
+    for a, b in changed:
+        assert a.label == "qualified" and b.label == "title_mismatch" and rule_named(b.feedback) == "title_mismatch"
+        assert b.images == a.images and b.title != a.title
+        if b.title.startswith("Leather") or b.title.startswith("Red Ceramic"):  # another product's title
+            assert ("Leather" in b.title) != (a.category == "boot")  # always of another category
+        else:  # a colour swap: only the colour word changed, named in the feedback
+            colour = b.title.split()[0]
+            assert colour != "Red" and colour.lower() in b.feedback
+    assert out[-1] is examples[-1]  # a rejected sequence keeps its own label
+    assert with_title_negatives(examples, 0.2, seed=3) == out  # deterministic per seed (exact resume)
+    assert with_title_negatives(examples, 0.0, seed=3) is examples
