@@ -93,8 +93,8 @@ def write_card(directory: str | Path, evaluation: dict | None = None) -> Path:
         f"weight decay {t.get('weight_decay', '?')}, dropout {t.get('dropout', '?')}, seed {t.get('seed', '?')}; "
         f"best epoch {t.get('epoch', '?')} by validation AUC ({t.get('val_auc', float('nan')):.4f})",
         *([f"- mismatched-title negatives: each epoch {t['title_negatives']:.0%} of the training sequences, drawn "
-           "among the qualified ones, get a title that does not describe their images (a colour word swapped, "
-           "or another category's title), labelled title_mismatch (stage2.data.with_title_negatives)"]
+           "among the qualified ones whose title names a colour, get that colour word swapped for another, "
+           "labelled title_mismatch (stage2.data.with_title_negatives)"]
           if t.get("title_negatives") else []),
         f"- command: `agpis train muisc --data {t.get('data', '?')} --epochs {t.get('epochs', '?')} "
         f"--install {directory}`",

@@ -55,12 +55,15 @@ def load_examples(data_dir: str | Path, split: str) -> tuple[list, list[Example]
     return records, examples_from_records(records)
 
 
-def _swap_colour(title: str, rng) -> tuple[str, str] | None:
-    """`title` with one of its colour words replaced by another -> (title, new colour), or None."""
+def _swap_colour(title: str, rng, category: str = "") -> tuple[str, str] | None:
+    """`title` with one of its colour words replaced by another -> (title, new colour), or None.
+    Only the title proper counts (not a description after a colon) and not a word of the
+    category ("Orange" names the fruit)."""
     import re
 
-    words = "|".join(rules.COLOUR_WORDS)
-    found = list(re.finditer(rf"\b({words})\b", title, flags=re.IGNORECASE))
+    words = "|".join(c for c in rules.COLOUR_WORDS if c not in category.lower().split())
+    head = title.split(":")[0]
+    found = list(re.finditer(rf"\b({words})\b", head, flags=re.IGNORECASE)) if words else []
     if not found:
         return None
     m = rng.choice(found)
@@ -71,39 +74,30 @@ def _swap_colour(title: str, rng) -> tuple[str, str] | None:
 
 
 def with_title_negatives(examples: list[Example], share: float, seed: int) -> list[Example]:
-    """A copy of `examples` in which `share` of them, drawn among the qualified ones, carry a title
-    that does not describe their images: labelled title_mismatch, with a reviewer's sentence.
+    """A copy of `examples` in which `share` of them, drawn among the qualified ones whose title
+    names a colour, carry that title with the colour word swapped for another: labelled
+    title_mismatch, with a reviewer's sentence.
 
     Why: the dataset has few title_mismatch sequences (about 3%) and a title-image mismatch is
     learnt only from negatives (a qualified sequence's title agrees with its images by
     definition), so MUIsC hardly learnt the rule. Image-text matching negatives, as in
-    vision-language pre-training: half of the time a colour word of the title is swapped (when
-    it has one), otherwise the title of a product of another category is used. Resampled per
-    epoch (`seed`), so the model sees many pairings. Only for models that read the title."""
+    vision-language pre-training, but only colour swaps: with the title of a product of another
+    category as the negative (tried first), the model learnt which title goes with which training
+    product and then rejected nearly every product it had not seen (validation AUC 0.72 against
+    0.83 at the same epoch; median p_qualified of qualified validation sequences 0.04). A swapped
+    colour word keeps the product words right, so only the colour can tell. Resampled per epoch
+    (`seed`); only for models that read the title."""
     import random
 
     if share <= 0:
         return examples
     rng = random.Random(seed)
     out = list(examples)
-    qualified = [i for i, e in enumerate(examples) if e.label == rules.QUALIFIED]
-    donors = [i for i, e in enumerate(examples) if e.category]
-    for i in rng.sample(qualified, min(len(qualified), round(share * len(examples)))):
+    coloured = [i for i, e in enumerate(examples) if e.label == rules.QUALIFIED and _swap_colour(e.title, rng, e.category)]
+    for i in rng.sample(coloured, min(len(coloured), round(share * len(examples)))):
         e = examples[i]
-        swapped = _swap_colour(e.title, rng) if rng.random() < 0.5 else None
-        if swapped is not None:
-            title, detail = swapped[0], f"{swapped[1]} {e.category}".strip()
-        else:
-            other = None
-            for _ in range(20):  # a product of another category (the same category may fit the images)
-                j = rng.choice(donors) if donors else i
-                if examples[j].category and examples[j].category != e.category:
-                    other = examples[j]
-                    break
-            if other is None:
-                continue
-            title, detail = other.title, other.category
-        fb = rules.feedback("title_mismatch", detail=detail, rng=rng)
+        title, colour = _swap_colour(e.title, rng, e.category)
+        fb = rules.feedback("title_mismatch", detail=f"{colour} {e.category}".strip(), rng=rng)
         out[i] = replace(e, title=title, label="title_mismatch", feedback=fb)
     return out
 

@@ -30,10 +30,10 @@ class TrainConfig:
     # Class-balanced CE: class c weighs (share of c in the training data) ** -class_balance,
     # normalised to mean 1 over the training examples; 0 = plain CE (the paper).
     class_balance: float = 0.0
-    # Each epoch this share of the training sequences (drawn among the qualified ones) gets a title
-    # that does not describe its images, labelled title_mismatch (stage2.data.with_title_negatives).
+    # Each epoch this share of the training sequences (drawn among the qualified ones whose title
+    # names a colour) gets the colour word swapped, labelled title_mismatch (with_title_negatives).
     # Only for models that read the title; 0 = the data as it is (the paper).
-    title_negatives: float = 0.1
+    title_negatives: float = 0.05
     seed: int = 0
     # exponential moving average of the weights (0: off); at each epoch's end the averaged and the
     # raw weights are both validated and the better one is the epoch's candidate for best/

@@ -161,25 +161,25 @@ def _example(title, label="qualified", category="mug", n=0):
                    "yes" if label == "qualified" else "images 1 and 2 show the same view", f"p{n}", "train", n, category)
 
 
-def test_title_negatives_relabel_qualified_sequences_with_a_title_that_does_not_fit():
+def test_title_negatives_swap_the_colour_word_of_qualified_titles():
     from stage2.data import with_title_negatives
     from stage2.metrics import rule_named
 
-    examples = [_example(f"Red Ceramic Mug {n}", category="mug", n=n) for n in range(50)] \
-        + [_example(f"Leather Boot {n}", category="boot", n=50 + n) for n in range(50)] \
+    examples = [_example(f"Red Ceramic Mug {n}: a red cup", category="mug", n=n) for n in range(50)] \
+        + [_example(f"Leather Boot {n}", category="boot", n=50 + n) for n in range(30)] \
+        + [_example(f"Orange, 1 kg {n}", category="orange", n=80 + n) for n in range(19)] \
         + [_example("Blue Mug", label="duplicated_view", n=100)]
     out = with_title_negatives(examples, 0.2, seed=3)
     assert out is not examples and len(out) == len(examples)
     changed = [(a, b) for a, b in zip(examples, out) if a is not b]
-    assert len(changed) == 20  # 20% of all examples, drawn among the qualified ones
+    assert len(changed) == 20  # 20% of all examples, drawn among the qualified titles that name a colour
     for a, b in changed:
-        assert a.label == "qualified" and b.label == "title_mismatch" and rule_named(b.feedback) == "title_mismatch"
-        assert b.images == a.images and b.title != a.title
-        if b.title.startswith("Leather") or b.title.startswith("Red Ceramic"):  # another product's title
-            assert ("Leather" in b.title) != (a.category == "boot")  # always of another category
-        else:  # a colour swap: only the colour word changed, named in the feedback
-            colour = b.title.split()[0]
-            assert colour != "Red" and colour.lower() in b.feedback
+        assert a.label == "qualified" and a.category == "mug"  # no colour word: boots; "Orange" names the fruit
+        assert b.label == "title_mismatch" and rule_named(b.feedback) == "title_mismatch"
+        assert b.images == a.images
+        colour, rest = b.title.split(" ", 1)
+        assert colour != "Red" and rest == a.title.split(" ", 1)[1]  # only the title's colour word changed
+        assert f"{colour.lower()} mug" in b.feedback
     assert out[-1] is examples[-1]  # a rejected sequence keeps its own label
     assert with_title_negatives(examples, 0.2, seed=3) == out  # deterministic per seed (exact resume)
     assert with_title_negatives(examples, 0.0, seed=3) is examples
