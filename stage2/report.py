@@ -20,9 +20,6 @@ ABLATION_ROWS = (
     ("encdec_nlg", "+ NLG task"),
     ("muisc", "+ title as input (MUIsC)"),
 )
-# What the project adds on top of the paper's recipe: (run directory, what it adds). Trained like
-# the `muisc` row but with the default --title-negatives (the paper rows are trained with 0).
-OUR_ROWS = (("muisc_title_negatives", "+ mismatched-title negatives (ours)"),)
 BASELINES = (("late_fusion", "single tower, late fusion"), ("early_fusion", "single tower, early fusion"))
 
 
@@ -228,7 +225,7 @@ def ablation_summaries(args, runs: Path, summaries: dict, labels, eval_ex, all_e
     if not args.ablation_runs:
         return dict(summaries)
     out = {}
-    for v, _ in ABLATION_ROWS + OUR_ROWS:
+    for v, _ in ABLATION_ROWS:
         d = Path(args.ablation_runs) / v / "best"
         if d.is_dir():
             out[v] = metrics.summary(labels, score_checkpoint(d, eval_ex, all_ex, args.cache_dir)["p_qualified"])
@@ -249,13 +246,11 @@ def checkpoint_train(directory: Path) -> str:
 def _ablation_section(cmd, summaries, runs) -> str:
     rows = [(f"{desc} (`{runs / v / 'best'}`{', from --runs / --checkpoint' if summaries[v].get('fallback') else ''}"
              f"{'; ' + summaries[v]['train'] if summaries[v].get('train') else ''})",
-             summaries[v]) for v, desc in ABLATION_ROWS + OUR_ROWS if v in summaries]
+             summaries[v]) for v, desc in ABLATION_ROWS if v in summaries]
     missing = [v for v, _ in ABLATION_ROWS if v not in summaries]
     lines = ["## Stage 2: ablation (the paper's Table 3)", "", f"Command: `{cmd}` (rows from `agpis train muisc "
-             f"--variant {','.join(v for v, _ in ABLATION_ROWS)} --title-negatives 0 --out {runs}/<variant>`, all "
-             "trained alike on the same data; each row adds one thing to the row above; the last row is "
-             f"`agpis train muisc --out {runs}/{OUR_ROWS[0][0]}` with the same settings, mismatched-title "
-             "negatives on).", "", evaluate.metrics_table(rows)]
+             f"--variant {','.join(v for v, _ in ABLATION_ROWS)} --out {runs}/<variant>`, all trained alike "
+             "on the same data; each row adds one thing to the row above).", "", evaluate.metrics_table(rows)]
     if missing:
         lines += ["", f"Not trained yet: {', '.join(missing)}."]
     return "\n".join(lines)

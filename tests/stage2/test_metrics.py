@@ -101,16 +101,3 @@ def test_auc_difference_interval_brackets_the_gap_and_is_zero_for_the_same_score
     lo, hi = metrics.auc_difference_ci(y, good, weak, groups, n=300)
     assert 0 < lo < gap < hi
     assert metrics.auc_difference_ci(y, good, good, groups, n=50) == (0.0, 0.0)
-
-
-def test_ablation_section_lists_the_paper_rows_then_ours_and_names_what_is_missing(tmp_path):
-    from stage2 import metrics
-    from stage2.report import ABLATION_ROWS, OUR_ROWS, _ablation_section
-
-    s = metrics.summary(["qualified", "watermark", "qualified", "logo"], np.array([0.9, 0.2, 0.6, 0.7]))
-    summaries = {v: {**s, "train": "d=128"} for v, _ in ABLATION_ROWS[:2] + OUR_ROWS}
-    text = _ablation_section("agpis eval muisc", summaries, tmp_path)
-    body = [line for line in text.splitlines() if line.startswith("| ") and "AUC" not in line]
-    assert [line.split(" (`")[0].lstrip("| ") for line in body] == \
-        [ABLATION_ROWS[0][1], ABLATION_ROWS[1][1], OUR_ROWS[0][1]]
-    assert "--title-negatives 0" in text and f"Not trained yet: {', '.join(v for v, _ in ABLATION_ROWS[2:])}." in text
