@@ -102,7 +102,8 @@ def test_two_reviewers_approve_and_reject_with_the_keyboard(browser, app, queue_
 def test_bad_token_and_unreachable_queue_are_explained(browser, app, queue_cfg):
     server, _, _ = app
     page = sign_in(browser, server.url, "not-a-token")
-    page.wait_for_selector("#banner.error")
+    # the sign-in prompt is an error banner too: wait for the server's answer to replace it
+    page.wait_for_selector("#banner.error:has-text('unknown token')", timeout=10_000)
     assert "unknown token" in page.inner_text("#banner")
 
     cfg = Config()
@@ -114,7 +115,7 @@ def test_bad_token_and_unreachable_queue_are_explained(browser, app, queue_cfg):
         page.goto(down.url)
         page.evaluate("document.cookie = 'agpis_token=x'")
         page.goto(down.url)
-        page.wait_for_selector("#banner.error")
+        page.wait_for_selector("#banner.error:has-text('review queue is unreachable')", timeout=10_000)
         assert "review queue is unreachable" in page.inner_text("#banner")
     finally:
         down.stop()
