@@ -171,6 +171,7 @@ RULES: tuple[Rule, ...] = (
 
 # The colour words a title may name (title_mismatch): the data generator swaps them to make
 # mismatched titles and stage 2's training does the same to make extra mismatched-title examples.
+# Plain shopper words ("teal pear" would read as a test pattern).
 COLOUR_WORDS = ("red", "green", "yellow", "orange", "blue", "purple", "black", "white", "pink", "brown", "grey")
 
 QUALIFIED = "qualified"

@@ -115,8 +115,8 @@ def write_card(directory: str | Path, evaluation: dict | None = None) -> Path:
               "- trained only on synthetic violations rendered onto a few hundred real products; real reviewer "
               "data will differ (the paper trained on 700K reviewed sequences)",
               "- scores sequences of exactly 3 images; English titles and feedback only",
-              "- a title that names another colour or product than the images show (`title_mismatch`) is not "
-              "learned: the frozen 224-px backbone map does not carry it",
+              "- a title that names another colour or product than the images show (`title_mismatch`) is barely "
+              "learned (docs/evaluation.md): the frozen 224-px backbone map hardly shows it",
               "- on a real listing of a product it never saw (the JD example photos, grey studio backdrop) it "
               "rejected every sequence (docs/evaluation.md); reviewed real data is what the retraining loop adds",
               ""]

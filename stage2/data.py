@@ -55,22 +55,21 @@ def load_examples(data_dir: str | Path, split: str) -> tuple[list, list[Example]
     return records, examples_from_records(records)
 
 
-def _swap_colour(title: str, rng, category: str = "") -> tuple[str, str] | None:
-    """`title` with one of its colour words replaced by another -> (title, new colour), or None.
-    Only the title proper counts (not a description after a colon) and not a word of the
-    category ("Orange" names the fruit)."""
+def _colour_words_in(title: str, category: str) -> list:
+    """Matches of the catalogue's colour words in the title proper (not a description after a
+    colon), leaving out words of the category ("Orange" names the fruit)."""
     import re
 
     words = "|".join(c for c in rules.COLOUR_WORDS if c not in category.lower().split())
-    head = title.split(":")[0]
-    found = list(re.finditer(rf"\b({words})\b", head, flags=re.IGNORECASE)) if words else []
-    if not found:
-        return None
-    m = rng.choice(found)
-    old = m.group(0).lower()
+    return list(re.finditer(rf"\b({words})\b", title.split(":")[0], flags=re.IGNORECASE)) if words else []
+
+
+def _swap_colour(title: str, match, rng) -> tuple[str, str]:
+    """`title` with the colour word at `match` replaced by another -> (title, new colour)."""
+    old = match.group(0).lower()
     new = rng.choice([c for c in rules.COLOUR_WORDS if c != old])
-    new_cased = new.title() if m.group(0)[0].isupper() else new
-    return title[:m.start()] + new_cased + title[m.end():], new
+    new_cased = new.title() if match.group(0)[0].isupper() else new
+    return title[:match.start()] + new_cased + title[match.end():], new
 
 
 def with_title_negatives(examples: list[Example], share: float, seed: int) -> list[Example]:
@@ -93,10 +92,11 @@ def with_title_negatives(examples: list[Example], share: float, seed: int) -> li
         return examples
     rng = random.Random(seed)
     out = list(examples)
-    coloured = [i for i, e in enumerate(examples) if e.label == rules.QUALIFIED and _swap_colour(e.title, rng, e.category)]
+    found = {i: _colour_words_in(e.title, e.category) for i, e in enumerate(examples) if e.label == rules.QUALIFIED}
+    coloured = [i for i, matches in found.items() if matches]
     for i in rng.sample(coloured, min(len(coloured), round(share * len(examples)))):
         e = examples[i]
-        title, colour = _swap_colour(e.title, rng, e.category)
+        title, colour = _swap_colour(e.title, rng.choice(found[i]), rng)
         fb = rules.feedback("title_mismatch", detail=f"{colour} {e.category}".strip(), rng=rng)
         out[i] = replace(e, title=title, label="title_mismatch", feedback=fb)
     return out

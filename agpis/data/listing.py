@@ -29,8 +29,6 @@ from agpis.data import render, styles, violations
 from agpis.data.product import Product
 from agpis.data.styles import Styles
 
-# Colours a wrong title may name (plain shopper words; "teal pear" would read as a test pattern).
-COLOUR_WORDS = rules.COLOUR_WORDS
 PRIMARY_RULES = tuple(r.id for r in rules.rules_in("primary"))
 
 
@@ -443,7 +441,7 @@ class _Builder:
         rng, p = self.rng, self.p
         others = [o for o in self.others if o.category != p.category]
         if p.colour and (rng.random() < 0.6 or not others):
-            wrong = rng.choice([c for c in COLOUR_WORDS if c != p.colour and c not in p.colour])
+            wrong = rng.choice([c for c in rules.COLOUR_WORDS if c != p.colour and c not in p.colour])
             return make_title(p, rng, colour=wrong), f"{wrong} {p.category}"
         other = rng.choice(others) if others else None
         if other is None:
