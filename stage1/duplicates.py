@@ -96,9 +96,13 @@ class ImagePatches:
     boxes: np.ndarray  # (N, 4) float32 x0, y0, x1, y1 in the image's pixels (as given)
     maps: PooledMaps
     size: tuple[int, int]  # (width, height) of that image
-    # Boxes that check a transform (the whole image and EdgeBoxes' boxes); None = all. The fixed
-    # windows only propose transforms: checking with them too cost twice the time for no recall.
+    # Boxes that check a transform; None = all.
     verify: np.ndarray | None = None
+    # Regions (M, 4), normalised, holding marks added to the photo (a logo or slogan the text
+    # detector found apart from the product): not content, so no box that touches one checks a
+    # transform, in this image or mapped into it. An added overlay does not make a duplicate new
+    # (docs/data.md, dup_group), but it lowers the mean agreement of every box that covers it.
+    ignore: np.ndarray | None = None
     feats: np.ndarray = field(init=False)  # (N, C) unit-norm box features
     norm_boxes: np.ndarray = field(init=False)  # boxes / size, in [0, 1]
 
@@ -107,13 +111,25 @@ class ImagePatches:
         self.norm_boxes = (np.asarray(self.boxes, np.float32) / np.array([w, h, w, h], np.float32))
         self.feats = self.maps.pool(self.norm_boxes)
         mask = np.ones(len(self.boxes), bool) if self.verify is None else np.asarray(self.verify, bool)
+        mask &= ~self.touches_ignored(self.norm_boxes)
         self.check_boxes, self.check_feats = self.norm_boxes[mask], self.feats[mask]
+
+    def touches_ignored(self, boxes: np.ndarray) -> np.ndarray:
+        """(N,) bool: which normalised boxes overlap an ignored region."""
+        if self.ignore is None or not len(self.ignore):
+            return np.zeros(len(boxes), bool)
+        r = np.asarray(self.ignore, np.float32)[None]  # (1, M, 4)
+        b = boxes[:, None]
+        return ((np.minimum(b[..., 2], r[..., 2]) > np.maximum(b[..., 0], r[..., 0])) &
+                (np.minimum(b[..., 3], r[..., 3]) > np.maximum(b[..., 1], r[..., 1]))).any(1)
 
 
 def image_patches(patch_map: np.ndarray, final_tokens: np.ndarray, boxes: np.ndarray,
-                  size: tuple[int, int], verify: np.ndarray | None = None) -> ImagePatches:
-    """One image's backbone maps (patch (h, w, 576), final tokens (49, 1280)) and proposals."""
-    return ImagePatches(boxes, PooledMaps(patch_map, final_tokens), size, verify)
+                  size: tuple[int, int], verify: np.ndarray | None = None,
+                  ignore: np.ndarray | None = None) -> ImagePatches:
+    """One image's backbone maps (patch (h, w, 576), final tokens (49, 1280)) and proposals;
+    `ignore`: normalised regions of added marks (see ImagePatches)."""
+    return ImagePatches(boxes, PooledMaps(patch_map, final_tokens), size, verify, ignore)
 
 
 @dataclass
@@ -168,7 +184,7 @@ def check_transforms(a: ImagePatches, b: ImagePatches, ts: np.ndarray, cfg: Dupl
         if not nb:
             continue
         mapped = np.concatenate([_apply(t, src.check_boxes) for t in tts])  # (T * nb, 4)
-        ok = _inside(mapped) >= cfg.min_inside
+        ok = (_inside(mapped) >= cfg.min_inside) & ~dst.touches_ignored(mapped)
         if not ok.any():
             continue
         sims = (dst.maps.pool(np.clip(mapped[ok], 0, 1)) * np.tile(src.check_feats, (n_t, 1))[ok]).sum(1)

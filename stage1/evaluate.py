@@ -182,7 +182,10 @@ def _as_uploaded(cid: str, rgb: np.ndarray, side: int = 512):
 
 def jd_section(stage1, shared: Path, k: int = 3) -> tuple[str, dict]:
     """The six JD candidate images of one product (AGPIS authors' examples): 004 carries an added
-    brand logo above the product; 002/004 and 001/006 are near-identical views."""
+    brand logo above the product. 002/004 are the near-identical views: the inner and outer side
+    profiles, mirror images of each other (the data builder treats 004 as a near-duplicate of
+    002, docs/data.md). 001/006, the rear and front three-quarter views, are reported too; the
+    data set labels them different views, and the threshold was chosen on those labels."""
     from agpis.images import decode
     from agpis.config import ImagesConfig
     paths = sorted((shared / "data" / "jd_muisc_examples").glob("*.jpg"))
@@ -207,8 +210,9 @@ def jd_section(stage1, shared: Path, k: int = 3) -> tuple[str, dict]:
     text = "\n".join(rows) + (f"\n\nPrimary: {res.primary_id}.jpg. Duplicate pairs above the threshold: "
                               f"{'; '.join(pairs) or 'none'}. Sequences proposed: {res.sequences or res.terminated_reason}."
                               f" Logo image 004 removed for a text/logo rule: {'yes' if logo_caught else 'NO'}; "
-                              f"near-identical views caught: 002/004 {'yes' if m['dup_002_004'] else 'NO'}, "
-                              f"001/006 {'yes' if m['dup_001_006'] else 'NO'}.")
+                              f"near-identical views (002/004, the mirror-image side profiles) caught: "
+                              f"{'yes' if m['dup_002_004'] else 'NO'}; rear and front three-quarter views "
+                              f"(001/006) flagged: {'yes' if m['dup_001_006'] else 'no'}.")
     return text, m
 
 

@@ -144,7 +144,7 @@ class LearnedStage1:
         x = head_input(feats["final"], feats["patch"], np.stack([check_vector(c) for c in checks])
                        if self.heads.config.use_checks else None)
         probs = clock("heads", lambda: self.heads.probs(x))
-        text_boxes, mark_boxes = clock("text", lambda: self._text_regions(images, probs, checks))
+        text_boxes, mark_boxes, mark_regions = clock("text", lambda: self._text_regions(images, probs, checks))
         check()
 
         reports, removed, decisions = self._decide(images, probs, checks, text_boxes, mark_boxes)
@@ -158,14 +158,20 @@ class LearnedStage1:
 
         duplicates: list[DuplicatePair] = []
         similarity: dict[frozenset, float] = {}
-        if primary is not None and len(kept) > 1:
+        if primary is not None and len(images) > 1:
+            # Every image is matched, the removed ones too: a pair with an image already removed
+            # for a single-image rule removes nothing more, but it is reported, so that a listing's
+            # near-identical views are named even when one of them also breaks another rule.
             t0 = time.perf_counter()
             patches = [image_patches(feats["patch"][i], feats["final"][i], props[i],
-                                     (images[i].pixels.shape[1], images[i].pixels.shape[0])) for i in kept_idx]
+                                     (im.pixels.shape[1], im.pixels.shape[0]),
+                                     ignore=np.asarray(mark_regions.get(i, []), np.float32).reshape(-1, 4))
+                       for i, im in enumerate(images)]
             found = find_duplicates(patches, self.dup_cfg)
-            duplicates, dup_removed = self._resolve_duplicates(found, kept, patches, primary, reports)
+            already = {images[i].id for i, d in enumerate(decisions) if d["remove"]}
+            duplicates, dup_removed = self._resolve_duplicates(found, images, patches, primary, reports, already)
             removed += dup_removed
-            similarity = {frozenset((kept[f.i].id, kept[f.j].id)): f.score for f in found}
+            similarity = {frozenset((images[f.i].id, images[f.j].id)): f.score for f in found}
             gone = {r.id for r in dup_removed}
             kept = [im for im in kept if im.id not in gone]
             timings["matching"] = (time.perf_counter() - t0) * 1000
@@ -186,21 +192,23 @@ class LearnedStage1:
         return result
 
     # -------------------------------------------------------------------------------------
-    def _text_regions(self, images, probs, checks) -> tuple[dict[int, list], dict[int, list]]:
+    def _text_regions(self, images, probs, checks) -> tuple[dict[int, list], dict[int, list], dict[int, list]]:
         """The text detector on (1) the whole images the model most suspects of added text and
         (2) closely, the marks that stand apart from the product on a clean background (the
-        `background_marks` check's candidates): text there was added to the photo."""
+        `background_marks` check's candidates): text there was added to the photo. Returns the
+        text boxes of (1), those of (2), and (2)'s marks that hold text (normalised regions)."""
         cfg = self.config
         p_text = np.max(np.stack([probs[r] for r in TEXT_RULES if r in probs]), axis=0)
         order = [int(i) for i in np.argsort(-p_text) if p_text[i] >= cfg.text_check_min_p]
         whole = {i: self.text_detector().detect(images[i].pixels) for i in order[: cfg.text_check_max_images]}
-        marks = {}
+        marks, regions = {}, {}
         for i, c in enumerate(checks):
-            found = [b for region in c["background_marks"].candidates
-                     for b in self.text_detector().detect_in(images[i].pixels, region)]
-            if found:
-                marks[i] = found
-        return whole, marks
+            for region in c["background_marks"].candidates:
+                found = self.text_detector().detect_in(images[i].pixels, region)
+                if found:
+                    marks.setdefault(i, []).extend(found)
+                    regions.setdefault(i, []).append(region)
+        return whole, marks, regions
 
     def _decide(self, images, probs, checks, text_boxes, mark_boxes):
         from stage1.heads import p_noncompliant
@@ -273,19 +281,24 @@ class LearnedStage1:
         best = max(eligible, key=lambda r: r.p_primary)
         return best.id if best.p_primary > self.config.primary_threshold else None
 
-    def _resolve_duplicates(self, found, kept, patches, primary, reports):
-        """Strongest pairs first; the primary is never removed, otherwise the larger p_nc goes."""
+    def _resolve_duplicates(self, found, images, patches, primary, reports, already: set[str]):
+        """Strongest pairs first; the primary is never removed, otherwise the larger p_nc goes.
+        A pair with an image already gone (`already`: removed for a single-image rule, or by a
+        stronger pair) removes nothing more and names that image as the one stage 1 dropped; a
+        pair of two gone images is not reported."""
         p_nc = {r.id: r.p_noncompliant for r in reports}
-        gone: set[str] = set()
+        gone: set[str] = set(already)
         pairs, removed = [], []
         for f in sorted(found, key=lambda f: -f.score):
             if f.score < self.config.duplicate_threshold:
                 continue
-            a, b = kept[f.i], kept[f.j]
+            a, b = images[f.i], images[f.j]
+            if a.id in gone and b.id in gone:
+                continue
             matches = [BoxMatch(_scale_box(patches[f.i].boxes[x], a.scale), _scale_box(patches[f.j].boxes[y], b.scale), s)
                        for x, y, s in f.matches]
             if a.id in gone or b.id in gone:
-                pairs.append(DuplicatePair(a.id, b.id, f.score, matches, ""))
+                pairs.append(DuplicatePair(a.id, b.id, f.score, matches, a.id if a.id in gone else b.id))
                 continue
             if primary in (a.id, b.id):
                 loser = b if a.id == primary else a

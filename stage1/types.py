@@ -52,7 +52,9 @@ class DuplicatePair:
     id_b: str
     score: float
     matches: list[BoxMatch] = field(default_factory=list)
-    removed_id: str = ""  # which of the two stage 1 dropped ("" if neither: e.g. both kept as primary)
+    # Which of the two stage 1 dropped, for this pair or (when it was gone already) for another
+    # reason that `Stage1Result.removed` gives; "" if neither.
+    removed_id: str = ""
 
 
 @dataclass

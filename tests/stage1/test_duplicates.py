@@ -106,6 +106,32 @@ def test_different_images_are_not_duplicates(different_scores):
     assert max(different_scores) < Stage1Config().duplicate_threshold, different_scores
 
 
+def test_added_mark_regions_do_not_count_against_a_duplicate(backbone):
+    """A mirrored copy with a banner added in a corner: boxes touching the banner (in either
+    image, after mapping) no longer check the transform, so the pair scores higher, and the
+    banner's own image keeps only the boxes clear of it."""
+    a = scene(3)
+    b = a[:, ::-1].copy()
+    cv2.rectangle(b, (0, 0), (150, 90), (200, 30, 30), -1)
+    cv2.putText(b, "SALE", (10, 65), cv2.FONT_HERSHEY_SIMPLEX, 1.8, (255, 255, 255), 4)
+    f = backbone.features([a, b])
+    region = np.array([[0.0, 0.0, 155 / 400, 95 / 400]], np.float32)
+
+    def score(ignore):
+        ims = [image_patches(f["patch"][k], f["final"][k], propose(im)[0], (400, 400), ignore=ig)
+               for k, (im, ig) in enumerate(((a, None), (b, ignore)))]
+        found = find_duplicates(ims)
+        return found[0].score, ims[1]
+
+    plain, _ = score(None)
+    masked, pb = score(region)
+    assert masked > plain + 0.02, (plain, masked)
+    nb = pb.norm_boxes
+    clear = ~((nb[:, 0] < region[0, 2]) & (nb[:, 1] < region[0, 3]))
+    assert len(pb.check_boxes) == int(clear.sum()) < len(pb.boxes)
+    assert not pb.touches_ignored(pb.check_boxes).any()
+
+
 def test_find_duplicates_edge_cases(backbone):
     assert find_duplicates([]) == []
     assert find_duplicates(patches(backbone, [scene(1)])) == []

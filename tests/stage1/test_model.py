@@ -155,20 +155,32 @@ def test_service_pipeline_runs_the_learned_stage1(products):
     assert any(k.startswith("stage1.") for k in decision.timings_ms)
 
 
-def test_added_logo_is_removed_with_its_rule_and_box(model, products):
-    """Text on a mark apart from the product (the JD listing's brand logo case), end to end:
-    the background_marks check + the PP-OCR detector remove the image, name the rule and the box."""
+def _cleanest(model, products) -> CandidateImage:
+    _, ims = products[0]
+    return max(ims, key=lambda im: model.run([im], 1).reports[0].p_primary)  # the cleanest product shot
+
+
+def _with_shop_mark(base: CandidateImage, product) -> CandidateImage:
+    """`product` (pixels of base's size) with a shop name written in the top-left corner."""
     import matplotlib
     from PIL import Image, ImageDraw, ImageFont
 
-    _, ims = products[0]
-    base = max(ims, key=lambda im: model.run([im], 1).reports[0].p_primary)  # the cleanest product shot
+    img = Image.fromarray(product)
+    font = ImageFont.truetype(f"{matplotlib.get_data_path()}/fonts/ttf/DejaVuSans-Bold.ttf", 22)
+    ImageDraw.Draw(img).text((12, 8), "bestshop", fill=(20, 20, 20), font=font)
+    return CandidateImage("marked", np.asarray(img), base.orig_size)
+
+
+def test_added_logo_is_removed_with_its_rule_and_box(model, products):
+    """Text on a mark apart from the product (the JD listing's brand logo case), end to end:
+    the background_marks check + the PP-OCR detector remove the image, name the rule and the box."""
+    from PIL import Image
+
+    base = _cleanest(model, products)
     h, w = base.pixels.shape[:2]
     img = Image.new("RGB", (w, h), "white")  # the product a little smaller, a shop mark in the corner
     img.paste(Image.fromarray(base.pixels).resize((w * 3 // 4, h * 3 // 4)), (w // 4, h // 4))
-    font = ImageFont.truetype(f"{matplotlib.get_data_path()}/fonts/ttf/DejaVuSans-Bold.ttf", 22)
-    ImageDraw.Draw(img).text((12, 8), "bestshop", fill=(20, 20, 20), font=font)
-    marked = CandidateImage("marked", np.asarray(img), base.orig_size)
+    marked = _with_shop_mark(base, np.asarray(img))
     res = model.run([base, marked], 1)
     removed = {r.id: r for r in res.removed}
     assert "marked" in removed and removed["marked"].rule in ("logo", "text_overlay")
@@ -178,3 +190,17 @@ def test_added_logo_is_removed_with_its_rule_and_box(model, products):
     s = base.scale
     assert x0 <= 14 * s and y0 <= 12 * s and x1 < base.orig_size[0] / 2 and y1 < base.orig_size[1] / 4
     assert base.id not in removed
+
+
+def test_duplicate_of_an_image_removed_for_another_rule_is_reported(model, products):
+    """The JD listing's case: the logo image is also a mirrored near-duplicate of a kept view. It
+    is removed once, for the logo; the pair is still reported, naming it as the one dropped, and
+    the kept view stays (a pair with an image already gone removes nothing more)."""
+    base = _cleanest(model, products)
+    marked = _with_shop_mark(base, np.ascontiguousarray(base.pixels[:, ::-1]))
+    res = model.run([base, marked], 1)
+    assert [(r.id, r.rule) for r in res.removed] == [("marked", "logo")]
+    assert res.primary_id == base.id
+    (pair,) = res.duplicates
+    assert {pair.id_a, pair.id_b} == {base.id, "marked"} and pair.removed_id == "marked"
+    assert pair.score >= model.config.duplicate_threshold and pair.matches
