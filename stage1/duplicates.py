@@ -96,8 +96,6 @@ class ImagePatches:
     boxes: np.ndarray  # (N, 4) float32 x0, y0, x1, y1 in the image's pixels (as given)
     maps: PooledMaps
     size: tuple[int, int]  # (width, height) of that image
-    # Boxes that check a transform; None = all.
-    verify: np.ndarray | None = None
     # Regions (M, 4), normalised, holding marks added to the photo (a logo or slogan the text
     # detector found apart from the product): not content, so no box that touches one checks a
     # transform, in this image or mapped into it. An added overlay does not make a duplicate new
@@ -110,8 +108,7 @@ class ImagePatches:
         w, h = self.size
         self.norm_boxes = (np.asarray(self.boxes, np.float32) / np.array([w, h, w, h], np.float32))
         self.feats = self.maps.pool(self.norm_boxes)
-        mask = np.ones(len(self.boxes), bool) if self.verify is None else np.asarray(self.verify, bool)
-        mask &= ~self.touches_ignored(self.norm_boxes)
+        mask = ~self.touches_ignored(self.norm_boxes)
         self.check_boxes, self.check_feats = self.norm_boxes[mask], self.feats[mask]
 
     def touches_ignored(self, boxes: np.ndarray) -> np.ndarray:
@@ -125,11 +122,10 @@ class ImagePatches:
 
 
 def image_patches(patch_map: np.ndarray, final_tokens: np.ndarray, boxes: np.ndarray,
-                  size: tuple[int, int], verify: np.ndarray | None = None,
-                  ignore: np.ndarray | None = None) -> ImagePatches:
+                  size: tuple[int, int], ignore: np.ndarray | None = None) -> ImagePatches:
     """One image's backbone maps (patch (h, w, 576), final tokens (49, 1280)) and proposals;
     `ignore`: normalised regions of added marks (see ImagePatches)."""
-    return ImagePatches(boxes, PooledMaps(patch_map, final_tokens), size, verify, ignore)
+    return ImagePatches(boxes, PooledMaps(patch_map, final_tokens), size, ignore)
 
 
 @dataclass

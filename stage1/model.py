@@ -168,7 +168,7 @@ class LearnedStage1:
                                      ignore=np.asarray(mark_regions.get(i, []), np.float32).reshape(-1, 4))
                        for i, im in enumerate(images)]
             found = find_duplicates(patches, self.dup_cfg)
-            already = {images[i].id for i, d in enumerate(decisions) if d["remove"]}
+            already = {r.id for r in removed}  # so far, only single-image removals
             duplicates, dup_removed = self._resolve_duplicates(found, images, patches, primary, reports, already)
             removed += dup_removed
             similarity = {frozenset((images[f.i].id, images[f.j].id)): f.score for f in found}

@@ -86,9 +86,9 @@ def fold_static_pads(src: str | Path, dst: str | Path, image_size: int = 224) ->
 
 
 def _same_params(g, a, b) -> bool:
+    """Two (De)QuantizeLinear nodes with the same scale and zero point (by name or by value)."""
     from onnx import numpy_helper
 
-    """Two (De)QuantizeLinear nodes with the same scale and zero point (by name or by value)."""
     init = {t.name: t for t in g.initializer}
     for x, y in zip(a.input[1:], b.input[1:]):
         if x == y:

@@ -67,35 +67,38 @@ class Explainer:
         decoded once per row and its self-attention keys/values shared by the row's candidates,
         which then decode only their own tokens (a third of the work of decoding prompt + text)."""
         seqs = [self._ids(t) + ([self.tok.eos_id] if e else []) for t, e in zip(texts, with_eos)]
-        n, L = len(seqs), max(len(s) for s in seqs)
         if not isinstance(self.model.decoder, NativeDecoder):  # transformers' GPT-2: no shared cache
             return self._score_full(kv, rows, prompt, seqs)
         distinct = sorted(set(rows))
         at = torch.tensor([distinct.index(r) for r in rows])
         cache = self.model.decoder.new_cache()
         prompt_hid = self.model.decode(_select(kv, torch.tensor(distinct)), prompt[distinct], cache)
-        idx = torch.full((n, L), self.tok.pad_id, dtype=torch.long)
-        mask = torch.zeros(n, L, dtype=torch.bool)
-        for i, s in enumerate(seqs):
-            idx[i, :len(s)] = torch.tensor(s)
-            mask[i, :len(s)] = True
+        idx, mask = self._padded(seqs)
         shared = [[k[at], v[at]] for k, v in cache]  # each candidate continues its row's prompt
         hid = self.model.decode(_select(kv, torch.tensor(rows)), idx, shared)  # (n, L, d)
         hid = torch.cat([prompt_hid[at, -1:], hid[:, :-1]], 1)  # the state before each text token
-        logp = torch.log_softmax(self.model.lm_head(hid).float(), -1).gather(-1, idx[..., None])[..., 0]
-        return (logp * mask).sum(1) / mask.sum(1)
+        return self._mean_logp(hid, idx, mask)
 
     def _score_full(self, kv, rows: list[int], prompt: torch.Tensor, seqs: list[list[int]]) -> torch.Tensor:
         """The same mean log-likelihoods, decoding each candidate's prompt and text together."""
-        n, L, P = len(seqs), max(len(s) for s in seqs), prompt.shape[1]
-        idx = torch.full((n, P + L), self.tok.pad_id, dtype=torch.long)
-        idx[:, :P] = prompt[rows]
-        mask = torch.zeros(n, L, dtype=torch.bool)
+        text, mask = self._padded(seqs)
+        P, L = prompt.shape[1], text.shape[1]
+        idx = torch.cat([prompt[rows], text], 1)
+        hid = self.model.decode(_select(kv, torch.tensor(rows)), idx)[:, P - 1:P + L - 1]  # predicts the texts
+        return self._mean_logp(hid, text, mask)
+
+    def _padded(self, seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token lists -> (ids (n, L) padded with [PAD], mask of the real tokens)."""
+        idx = torch.full((len(seqs), max(len(s) for s in seqs)), self.tok.pad_id, dtype=torch.long)
+        mask = torch.zeros(idx.shape, dtype=torch.bool)
         for i, s in enumerate(seqs):
-            idx[i, P:P + len(s)] = torch.tensor(s)
+            idx[i, :len(s)] = torch.tensor(s)
             mask[i, :len(s)] = True
-        hid = self.model.decode(_select(kv, torch.tensor(rows)), idx)[:, P - 1:P + L - 1]
-        logp = torch.log_softmax(self.model.lm_head(hid).float(), -1).gather(-1, idx[:, P:, None])[..., 0]
+        return idx, mask
+
+    def _mean_logp(self, hid: torch.Tensor, idx: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Mean log-probability of each row's real tokens `idx`, from the states before them."""
+        logp = torch.log_softmax(self.model.lm_head(hid).float(), -1).gather(-1, idx[..., None])[..., 0]
         return (logp * mask).sum(1) / mask.sum(1)
 
     def _candidates(self, rule: str, n_images: int):

@@ -201,7 +201,7 @@ def train(cfg: TrainConfig) -> Path:
     model.to(d.device)
     lm_weight = cfg.effective_lm_weight if mcfg.use_decoder else 0.0
     # models that never read the title would only see label noise in mismatched-title examples
-    reads_title = getattr(mcfg, "use_title", False) and getattr(mcfg, "use_decoder", False)
+    reads_title = mcfg.use_title and mcfg.use_decoder
     title_negatives = cfg.title_negatives if reads_title else 0.0
     opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98))
     dtype = amp_dtype(cfg, d.device)
