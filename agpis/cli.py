@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "stage1.cli",  # weights import, train stage1, eval stage1
     "stage2.cli",  # train muisc, eval muisc
     "agpis.loop.cli",  # review-ui, retrain
+    "agpis.listings_eval",  # eval listings (the real-listing benchmark)
 )
 
 
