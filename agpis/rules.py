@@ -134,7 +134,9 @@ RULES: tuple[Rule, ...] = (
          kinds=(("cut_off", ("the primary image cuts off the product {region}",
                              "the product is cut off {region} in the primary image")),
                 ("close_up", ("the primary image is a close-up detail, not the whole product",
-                              "the primary image shows only part of the product")))),
+                              "the primary image shows only part of the product")),
+                ("back", ("the primary image shows the back of the product, not its front",
+                          "the primary image is a back view; the front should come first")))),
     # --- image-pair rules ---------------------------------------------------------------
     Rule("duplicated_view", "pair", "Duplicated view",
          "Two images show the same view or duplicated content.",

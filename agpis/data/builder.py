@@ -48,10 +48,10 @@ class BuildConfig:
 # --- sources, rebuilt in each worker from a picklable spec ---------------------------------------
 
 def make_sources(spec: list[tuple[str, dict]]):
-    from agpis.data import real, synth
+    from agpis.data import catalogue_source, real, synth
 
     kinds = {"procedural": synth.ProceduralSource, "grocery": real.GrocerySource, "abo": real.AboSource,
-             "jd": real.JdSource}
+             "jd": real.JdSource, "magento": catalogue_source.CatalogueSource}
     return [kinds[name](**kwargs) for name, kwargs in spec]
 
 
@@ -85,9 +85,14 @@ def _render(task) -> tuple[list[dict], int, int]:
     """One listing: render, write its JPEGs, return its records (with URIs), images, bytes."""
     i, product_id, group, others, labels, split, style_split = task
     cfg: BuildConfig = _W["cfg"]
-    lst = L.make_listing(_product(group), product_id, labels, cfg.size, style_split,
-                         seed=hash_seed(cfg.seed, i), others=[_product(g) for g in others],
-                         extra_problems=cfg.extra_problems)
+    source = _W["by_group"][group]
+    if hasattr(source, "listing"):  # a real catalogue makes its own listings from real views
+        lst = source.listing(group, product_id, labels, cfg.size, style_split, seed=hash_seed(cfg.seed, i),
+                             extra_problems=cfg.extra_problems)
+    else:
+        lst = L.make_listing(_product(group), product_id, labels, cfg.size, style_split,
+                             seed=hash_seed(cfg.seed, i), others=[_product(g) for g in others],
+                             extra_problems=cfg.extra_problems)
     out = Path(cfg.out)
     rel = Path("images") / product_id
     (out / rel).mkdir(parents=True, exist_ok=True)
@@ -122,11 +127,16 @@ def plan(sources, cfg: BuildConfig, prefix: str) -> list[tuple]:
     """Which group, labels, split and style split each listing gets (cheap; no images)."""
     strata = {}
     weight = {}
+    fixed: dict[str, str] = {}  # sources with splits of their own (a catalogue's style splits)
     for s in sources:
         for g, stratum in s.groups().items():
             strata[g] = stratum
             weight[g] = getattr(s, "weight", 1.0)
-    split_of = splits.assign_splits(strata)
+        if hasattr(s, "splits"):
+            fixed.update(s.splits())
+    # Catalogue sources pick their own other products; the rest borrow products of one another.
+    lends = {g for s in sources if not hasattr(s, "listing") for g in s.groups()}
+    split_of = splits.assign_splits({g: st for g, st in strata.items() if g not in fixed}) | fixed
     by_split: dict[str, list[str]] = {}
     for g in sorted(strata):
         by_split.setdefault(split_of[g], []).append(g)
@@ -145,7 +155,7 @@ def plan(sources, cfg: BuildConfig, prefix: str) -> list[tuple]:
         n = min(cfg.records_per_product, left)
         left -= n
         labels = [L.sample_label(rng, cfg.mix) for _ in range(n)]
-        pool = [o for o in by_split[split] if o != g]
+        pool = [o for o in by_split[split] if o != g and o in lends]
         same = [o for o in pool if strata[o] == strata[g]]
         others = sorted(set(rng.sample(same, min(2, len(same))) + rng.sample(pool, min(2, len(pool)))))
         pid = f"{prefix}-{i:06d}"

@@ -15,6 +15,7 @@ Nothing here copies a photo: images are referenced by path.
 from __future__ import annotations
 
 import csv
+import html
 import json
 import re
 from dataclasses import dataclass, field
@@ -36,6 +37,15 @@ COLOUR_CODES = {"bk": "black", "br": "brown", "lb": "blue", "gr": "gray", "sa": 
 # val and test get more than the 10% the generated sources use: every held-out number then
 # rests on ~20 styles instead of ~10.
 FRACTIONS = (("train", 0.6), ("val", 0.2), ("test", 0.2))
+# Colours whose back and close-up photos show another colour than their main photo (the demo
+# store reuses one colour's extra photos for another; looked at one by one on contact sheets
+# of all 116 apparel listings, 2026-11-29). Kept as one-photo colours: as listings they are not
+# clean, and their extra photos would teach that a blue front and a navy back are one product.
+MAGENTO_MIXED_COLOURS = {("MH09", "blue"), ("MH10", "blue"), ("MH13", "blue"), ("MS06", "blue"),
+                         ("MP05", "blue"), ("MP07", "blue"), ("MP08", "green"), ("MSH09", "blue"),
+                         ("WH01", "green"), ("WH03", "red"), ("WH11", "blue"), ("WS02", "green"),
+                         ("WS03", "red"), ("WS04", "green"), ("WS09", "blue"), ("WT01", "blue"),
+                         ("WT07", "green"), ("WB02", "blue"), ("WSH11", "blue"), ("WSH12", "green")}
 SPLIT_SALT = "agpis-catalogue-v1"
 
 
@@ -157,7 +167,7 @@ def magento(root: str | Path | None = None) -> list[CatalogueStyle]:
     for sku, r in parents.items():
         path = r["categories"].split(",")[0].split("/")  # Default Category/Men/Tops/Jackets
         leaf = path[-1]
-        by_style[sku] = CatalogueStyle(sku, r["name"].strip(), CATEGORY_WORDS.get(leaf, leaf.lower()),
+        by_style[sku] = CatalogueStyle(sku, clean_name(r["name"]), CATEGORY_WORDS.get(leaf, leaf.lower()),
                                        " ".join(p.lower() for p in path[1:3]), source="magento")
     for r in rows:
         if r["product_type"] != "simple":
@@ -168,10 +178,15 @@ def magento(root: str | Path | None = None) -> list[CatalogueStyle]:
         if style is None or not colour or colour in style.colours:
             continue
         names = [r["base_image"]] + [p for p in r["additional_images"].split(",") if p]
-        ims = [_magento_image(images, p, colour) for p in dict.fromkeys(n for n in names if n)]
+        # "-0" photos are gear (24-WB01 the bag shares wb01- with WB01 the bra top).
+        ims = [_magento_image(images, p, colour) for p in dict.fromkeys(n for n in names if n)
+               if not re.search(r"-0(_alt1)?\.jpg$", p)]
         ims = [im for im in ims if im is not None]
+        ims = sorted(ims, key=lambda im: im.view != "front")  # main first
+        if (style.style, colour) in MAGENTO_MIXED_COLOURS:
+            ims = ims[:1]
         if ims:
-            style.colours[colour] = sorted(ims, key=lambda im: im.view != "front")  # main first
+            style.colours[colour] = ims
     styles += [s for s in by_style.values() if s.colours]
 
     gear = fx / "CatalogSampleData" / "SimpleProduct"
@@ -190,11 +205,16 @@ def magento(root: str | Path | None = None) -> list[CatalogueStyle]:
                 ims = [_magento_image(images, p, None, gear=True) for p in paths[sku]]
                 ims = [im for im in ims if im is not None]
                 if ims:
-                    s = CatalogueStyle(sku, r["name"].replace("&trade;", "").strip(),
+                    s = CatalogueStyle(sku, clean_name(r["name"]),
                                        CATEGORY_WORDS.get(leaf, leaf.lower()), "gear", source="magento")
                     s.colours[ims[0].colour] = ims
                     styles.append(s)
     return styles
+
+
+def clean_name(name: str) -> str:
+    """A product name as a shop page shows it: HTML entities decoded, spaces collapsed."""
+    return " ".join(html.unescape(name).split())
 
 
 def _magento_image(images: Path, rel: str, colour: str | None, gear: bool = False) -> CatalogueImage | None:

@@ -504,11 +504,19 @@ def make_listing(product: Product, product_id: str, labels: list[str], size: int
     recs = [b.record(label) for label in labels]
     if extra_problems and rng.random() < 0.5:
         b.distractor()
+    return assemble(b.items, recs, rng, product_id, product.group, product.category, max_candidates)
+
+
+def assemble(items: list[Item], recs: list[dict], rng: random.Random, product_id: str, group: str, category: str,
+             max_candidates: int = 10) -> Listing:
+    """The uploaded candidate set from the items a listing made: what a record uses stays, unused
+    clean ones go past `max_candidates`, the rest is shuffled (sellers upload in any order), dup
+    groups renumbered and each record's items turned into candidate indices."""
     used = {id(it) for r in recs for it in r["seq_items"]}
-    for it in b.items:  # anything a record uses must stay
+    for it in items:  # anything a record uses must stay
         if id(it) in used:
             it.keep = True
-    kept = [it for it in b.items if it.keep]
+    kept = [it for it in items if it.keep]
     # Too many candidates: drop unused clean ones (the service takes at most 10).
     unused = [it for it in kept if id(it) not in used]
     rng.shuffle(unused)
@@ -532,7 +540,7 @@ def make_listing(product: Product, product_id: str, labels: list[str], size: int
         if "violation" in r:
             r["violation"]["candidates"] = [seq[q - 1] for q in r["violation"]["images"]]
         records.append(r)
-    return Listing(product_id, product.group, product.category, [it.image for it in kept], metas, records)
+    return Listing(product_id, group, category, [it.image for it in kept], metas, records)
 
 
 DEMO_PLANS = ("qualified", "text_overlay", "duplicated_view", "primary_background_not_white", "qualified",

@@ -187,4 +187,4 @@ class JdSource:
 def real_spec(root: str | Path | None = None) -> list[tuple[str, dict]]:
     """The picklable source list of `agpis data build`."""
     kw = {"root": str(root)} if root else {}
-    return [("grocery", kw), ("abo", kw), ("jd", kw)]
+    return [("magento", kw), ("grocery", kw), ("abo", kw), ("jd", kw)]

@@ -439,19 +439,22 @@ SINGLE = {"text_overlay": text_overlay, "watermark": watermark, "logo": logo, "b
 
 # --- image-pair transforms ---------------------------------------------------------------------
 
-def near_duplicate(img: Image.Image, rng: random.Random) -> tuple[Image.Image, str]:
-    """The same view again: a crop, zoom, mirror, re-encode or slight rotation (often two)."""
+def near_duplicate(img: Image.Image, rng: random.Random, crop: tuple[float, float] = (0.78, 0.93),
+                   zoom: tuple[float, float] = (1.08, 1.3),
+                   ops: tuple[str, ...] = ("crop", "zoom", "flip", "reencode", "rotate")) -> tuple[Image.Image, str]:
+    """The same view again: a crop, zoom, mirror, re-encode or slight rotation (often two).
+    `crop`: the share of each side a crop keeps; `zoom`: the magnification of a centred zoom."""
     w, h = img.size
-    ops = rng.sample(("crop", "zoom", "flip", "reencode", "rotate"), rng.choice((1, 1, 2)))
+    ops = rng.sample(ops, rng.choice((1, 1, 2)))
     out = img
     for op in ops:
         if op == "crop":
-            f = rng.uniform(0.78, 0.93)
+            f = rng.uniform(*crop)
             cw, ch = int(w * f), int(h * f)
             x, y = rng.randint(0, w - cw), rng.randint(0, h - ch)
             out = out.crop((x, y, x + cw, y + ch)).resize((w, h), Image.LANCZOS)
         elif op == "zoom":
-            f = rng.uniform(1.08, 1.3)
+            f = rng.uniform(*zoom)
             cw, ch = int(w / f), int(h / f)
             out = out.crop(((w - cw) // 2, (h - ch) // 2, (w - cw) // 2 + cw, (h - ch) // 2 + ch)).resize((w, h), Image.LANCZOS)
         elif op == "flip":
