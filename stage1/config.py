@@ -28,7 +28,7 @@ class Stage1Config:
     # --- explainable checks (stage1/checks.py); a check's score is 0.5 at its threshold -------
     min_long_side: int = 500  # px, longest side of the uploaded image (Amazon/eBay minimum)
     max_aspect: float = 2.0  # long/short side; the primary only
-    min_white_border: float = 0.85  # share of the border band that is white; the primary only
+    min_white_border: float = 0.85  # white share of the background on the frame's two freest sides (or the whole band); the primary only
     min_fill: float = 0.45  # longest side of the product / frame side; the primary only
     min_highlight: float = 0.6  # 99th luminance percentile below this: too dark
     max_shadow: float = 0.58  # 2nd luminance percentile above this: washed out

@@ -42,6 +42,22 @@ def test_white_background_reads_the_border():
     assert cream.score > 0.5
 
 
+def test_white_background_judged_where_the_background_is():
+    """A model cut at the knees with an elbow at the frame's edge crosses two edges: the top
+    and the other side are white, so the background is white. A backdrop colours every side."""
+    im = np.full((280, 224, 3), 255, np.uint8)
+    im[40:, 8:200] = (40, 60, 160)  # torso and legs, down to the bottom edge
+    im[90:200, 190:] = (40, 60, 160)  # an elbow reaching the right edge
+    band_only = float(np.concatenate([m.ravel() for m in (
+        prepare(im, CFG).white[:8], prepare(im, CFG).white[-8:])]).mean())
+    assert band_only < 0.85  # the old border-band measure would have said "not white"
+    good = check_white_background(prepare(im, CFG), CFG)
+    assert good.score < 0.5, good.message
+    backdrop = im.copy()
+    backdrop[(im == 255).all(axis=2)] = (190, 150, 120)
+    assert check_white_background(prepare(backdrop, CFG), CFG).score == 1.0
+
+
 def test_fill_box_in_given_pixels():
     small = check_fill(prepare(product(fill=0.3), CFG), CFG)
     assert small.score > 0.5 and small.rule == "primary_product_too_small"
