@@ -239,7 +239,7 @@ def run_case(pipe, case: Case) -> dict:
                primary_is_main=bool(d.status != "TERMINATED" and d.sequence and d.sequence[0] == case.main_id),
                clean_removed=[[i, rule] for i, rule, _ in removed if i in case.clean_ids],
                n_clean=len(case.clean_ids), distractor=case.distractor_id, info=case.info,
-               ms=round(ms, 1), model=pipe.version,
+               ms=round(ms, 1), model=pipe.version, uncertain=bool(d.uncertain), novelty=round(float(d.novelty), 4),
                p_primary={c.id: round(float(c.p_primary), 4) for c in d.reports},
                p_noncompliant={c.id: round(float(c.p_noncompliant), 4) for c in d.reports})
     if case.distractor_id:
@@ -328,6 +328,9 @@ def summarise(records: list[dict], threshold: float = 0.3) -> dict:
         s["p_qualified"][name] = {"n": len(ps), "quartiles": _quantiles(ps) if ps else None,
                                   "above": (sum(p > threshold for p in ps), len(ps)),
                                   "terminated": sum(r["status"] == "TERMINATED" for r in rs)}
+    # the uncertain band: QUEUED although stage 2 would reject (the images unlike its training data)
+    s["uncertain"] = {v: (sum(r.get("uncertain", False) for r in rs), len(rs)) for v, rs in by.items()}
+    s["uncertain_all"] = (sum(r.get("uncertain", False) for r in records), len(records))
     ms = [r["ms"] for r in records]
     s["ms"] = {"n": len(ms), "median": statistics.median(ms) if ms else 0.0, "p90": _p90(ms) if ms else 0.0}
     return s
@@ -372,6 +375,9 @@ def split_section(split: str, s: dict, header: str, threshold: float) -> str:
     for v, st in s["status"].items():
         lines.append(f"| `{v}` | {st['n']} | {st['QUEUED']} | {st['REJECTED']} | {st['TERMINATED']} "
                      f"| {_counts(Counter(st['terminated']))} | {_counts(Counter(st['predicted']))} |")
+    lines += ["", f"The uncertain band (QUEUED marked uncertain although stage 2 would reject: the images are "
+              f"far from its training data): {pct(*s['uncertain_all'])} of all runs; by variant: "
+              + ", ".join(f"`{v}` {pct(*n)}" for v, n in s["uncertain"].items()) + "."]
     lines += ["", f"p_qualified of the chosen sequence (TERMINATED listings count as 0); threshold {threshold}:", "",
               "| listings | n | min | 25% | median | 75% | max | above the threshold | of them TERMINATED |",
               "|---|---|---|---|---|---|---|---|---|"]
@@ -414,6 +420,7 @@ def summary_table(summaries: dict[str, dict]) -> str:
         rows.append((f"stage 1 removed: {v}", lambda s, v=v: pct(*s["removed_by_stage1"][v])))
     for v in DISTRACTORS:
         rows.append((f"reaching QUEUED: {v}", lambda s, v=v: pct(*s["reaching"][v])))
+    rows.append(("uncertain (all runs)", lambda s: pct(*s["uncertain_all"])))
     rows.append(("median p_qualified, clean", lambda s: _q(s["p_qualified"]["clean"]["quartiles"][2])
                  if s["p_qualified"]["clean"]["quartiles"] else "–"))
     rows.append(("ms per listing (median / p90)", lambda s: f"{s['ms']['median']:.0f} / {s['ms']['p90']:.0f}"))

@@ -67,6 +67,11 @@ class Decision:
     sizes: dict[str, tuple[int, int]] = field(default_factory=dict)  # id -> (width, height)
     review: ReviewInfo = field(default_factory=ReviewInfo)
     explain: bool = True
+    # The uncertain band (stage2.novelty): how far the kept sequence's images are from MUIsC's
+    # training images (-1: not measured), and whether a rejection was turned into a review
+    # because of it: stage 2's word alone does not reject what it has never seen.
+    novelty: float = -1.0
+    uncertain: bool = False
 
     @property
     def sequence_hash(self) -> str:
@@ -217,11 +222,19 @@ class Pipeline:
             explained = dataclasses.replace(best, feedback=said.feedback)
             scores = [explained if s is best else s for s in scores]
             best = explained
+        novelty, uncertain = -1.0, False
+        measured = self.stage2.novelty([by_id[i] for i in best.ids], s1.features) \
+            if hasattr(self.stage2, "novelty") else None
+        if measured is not None:
+            novelty = measured[0]
+            uncertain = status == REJECTED and novelty > measured[1]
         timings["stage2"] = _ms(t0)
         timings["total"] = timings.get("decode", 0.0) + _ms(t_start)
-        return Decision(status=status, p_qualified=best.p_qualified, sequence=list(best.ids), terminated_reason="",
-                        predicted_rule=best.rule, feedback=best.feedback if status == REJECTED or explain else "",
-                        alternatives=sorted(scores, key=lambda s: -s.p_qualified), **base)
+        return Decision(status=QUEUED if uncertain else status, p_qualified=best.p_qualified, sequence=list(best.ids),
+                        terminated_reason="", predicted_rule=best.rule,
+                        feedback=best.feedback if status == REJECTED or explain else "",
+                        alternatives=sorted(scores, key=lambda s: -s.p_qualified), novelty=novelty,
+                        uncertain=uncertain, **base)
 
 
 class _Slots:

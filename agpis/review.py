@@ -46,6 +46,9 @@ def payload_for(decision: Decision, title: str, category: str, uris: dict[str, s
         "threshold": decision.threshold,
         "predicted_rule": decision.predicted_rule,
         "feedback": decision.feedback,
+        # Sent although stage 2 would reject: its images are far from the training data.
+        "uncertain": decision.uncertain,
+        "novelty": round(decision.novelty, 4),
         "model_versions": decision.model_versions,
         "sequence_hash": decision.sequence_hash,
         "created_at": now_iso(),

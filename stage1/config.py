@@ -24,6 +24,11 @@ class Stage1Config:
     duplicate_threshold: float = 0.75
     # How many candidate sequences stage 1 proposes for stage 2 to rank.
     max_sequences: int = 4
+    # Runner-up primaries (above primary_threshold, not removed) that also lead proposed
+    # sequences (max_sequences // 2 each): two main photos in one listing (another colour's
+    # photo among the candidates) look alike to a per-image model; stage 2 reads the title
+    # and the other images and ranks them.
+    alternative_primaries: int = 1
 
     # --- explainable checks (stage1/checks.py); a check's score is 0.5 at its threshold -------
     min_long_side: int = 500  # px, longest side of the uploaded image (Amazon/eBay minimum)

@@ -187,8 +187,18 @@ class LearnedStage1:
             result.terminated_reason = "too_few_images"
             return result
         p_nc = {r.id: r.p_noncompliant for r in reports}
-        result.sequences = clock("sequences", lambda: build_sequences(primary, others, k, cfg.max_sequences,
-                                                                      p_nc, similarity))
+
+        def propose_all() -> list[list[str]]:
+            seqs = build_sequences(primary, others, k, cfg.max_sequences, p_nc, similarity)
+            kept_ids = {im.id for im in kept}
+            runners = sorted((r for r in reports if r.id != primary and r.id in kept_ids
+                              and r.p_primary > cfg.primary_threshold), key=lambda r: -r.p_primary)
+            for r in runners[:cfg.alternative_primaries]:
+                rest = [im.id for im in kept if im.id != r.id]
+                seqs += build_sequences(r.id, rest, k, max(1, cfg.max_sequences // 2), p_nc, similarity)
+            return seqs
+
+        result.sequences = clock("sequences", propose_all)
         return result
 
     # -------------------------------------------------------------------------------------

@@ -31,6 +31,12 @@ def _add_dataclass_flags(p: argparse.ArgumentParser, cls, skip: tuple[str, ...] 
             p.add_argument(flag, type=tp, default=default, help=f"(default {default!r})")
 
 
+def register(sub) -> None:
+    from stage2.calibrate import register as register_calibrate
+
+    register_calibrate(sub)  # agpis calibrate muisc
+
+
 def register_train(sub) -> None:
     from stage2.trainconfig import TrainConfig, VARIANTS
 

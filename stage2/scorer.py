@@ -22,6 +22,7 @@ import torch
 
 from agpis import rules
 from stage1.types import CandidateImage
+from stage2 import calibrate
 from stage2.config import Stage2Config
 from stage2.types import SequenceScore
 
@@ -44,6 +45,10 @@ class MUIsCStage2:
         self.version = f"{self.meta['version']} (sha256 {digest})"
         text = self.meta["text"]
         self.max_title = int(text["max_title"])
+        self.calibration = self.meta.get("calibration")
+        from stage2.novelty import NoveltyIndex
+
+        self.novelty_index = NoveltyIndex.load(self.directory)  # None: no uncertain band
         self.explainer = None
         if self.model.config.use_decoder:
             from stage2.explain import Explainer
@@ -83,6 +88,17 @@ class MUIsCStage2:
                                      f"({self.model.config.feature_grid ** 2}, {self.model.config.feature_dim})")
             rows.append(np.stack(maps))
         return torch.from_numpy(np.stack(rows).astype(np.float32, copy=False))
+
+    def novelty(self, sequence: list[CandidateImage], features: dict[str, Any] | None = None
+                ) -> tuple[float, float] | None:
+        """(novelty of the sequence's images, the threshold above which it is uncertain), or None
+        when these weights carry no novelty index (stage2.novelty)."""
+        if self.novelty_index is None or self.pre["kind"] == "pixels":
+            return None
+        from stage2.novelty import pooled
+
+        tokens = self._tokens([sequence], features)[0].numpy()  # (K, 49, C)
+        return self.novelty_index.sequence_novelty(pooled(tokens)), self.novelty_index.threshold
 
     def _pixels(self, sequences: list[list[CandidateImage]]) -> torch.Tensor:
         import cv2
@@ -125,7 +141,8 @@ class MUIsCStage2:
                         sentences[best] = one[0]
             else:
                 logits = self.model(images).class_logits
-        probs = torch.softmax(logits.float(), -1).numpy()
+        # Platt scaling fitted on real validation listings (stage2.calibrate), when the weights carry it.
+        probs = calibrate.apply_to_probs(torch.softmax(logits.float(), -1).numpy(), self.q, self.calibration)
         out = []
         for i, seq in enumerate(sequences):
             named = self._by_catalogue(probs[i])

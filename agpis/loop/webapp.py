@@ -73,6 +73,7 @@ class ReviewApp:
             "title": p.get("title", ""), "category": p.get("category", ""),
             "p_qualified": p.get("p_qualified"), "threshold": p.get("threshold"),
             "predicted_rule": p.get("predicted_rule", ""), "feedback": p.get("feedback", ""),
+            "uncertain": bool(p.get("uncertain", False)), "novelty": p.get("novelty"),
             "model_versions": p.get("model_versions", {}),
             "sequence": [{"id": cid, "position": n, "url": self.image_url(cands.get(cid, {}).get("uri", "")),
                           "findings": cands.get(cid, {}).get("findings", [])}

@@ -72,8 +72,11 @@ def test_result_contract(model, products):
         if res.terminated_reason is None:
             assert res.primary_id is not None and res.sequences
             removed = {rm.id for rm in res.removed}
-            for seq in res.sequences:
-                assert seq[0] == res.primary_id and len(seq) == 3 and len(set(seq)) == 3
+            assert res.sequences[0][0] == res.primary_id  # the primary's sequences come first
+            p_primary = {r.id: r.p_primary for r in res.reports}
+            for seq in res.sequences:  # ... then a runner-up primary's (stage1.alternative_primaries)
+                assert seq[0] == res.primary_id or p_primary[seq[0]] > 0.5
+                assert len(seq) == 3 and len(set(seq)) == 3
                 assert not removed & set(seq)
         else:
             assert res.terminated_reason in rules.TERMINATION_REASONS and res.sequences == []
