@@ -66,7 +66,12 @@ The heads were trained by this project.
 {chr(10).join(f"- `{d}`: {c or 'AGPIS-data'}" for d, c in zip(info['trained_on']['datasets'], info['trained_on']['cards']))}
 
 (docs/data.md: synthetic labels over real product photos from ../shared, and drawn products,
-one row per candidate image of each listing.) Candidates:
+one row per candidate image of each listing.) Sources and licences of the photos: the Magento
+Luma sample catalogue (magento/magento2-sample-data), **Open Software License 3.0**: real studio
+listings (main, back and close-up views, colour variants), about two thirds of the listings;
+GroceryStoreDataset, MIT; Amazon Berkeley Objects samples, CC BY 4.0 (credit Amazon.com and the
+ABO authors); JD MUIsC examples, MIT; drawn products (no external images). No photo is shipped
+here. Candidates:
 {info['trained_on']['n_train']} train, {info['trained_on']['n_val']} val, {info['trained_on']['n_test']} test
 (splits by product group; half of val/test products use violation styles never seen in
 training: `heldout_styles`). Seed {info['trained_on']['seed']}, {info['trained_on']['epochs']} epochs,
@@ -90,8 +95,11 @@ Whole-pipeline numbers (listings, real photos, duplicates, latency): docs/evalua
 docs/benchmarks.md (`agpis eval stage1 --duplicates`, `agpis bench stage1`).
 
 ## Limits
-- Trained on rendered violations over few source products (81 grocery products, 3 ABO
-  listings, 1 JD product, drawn products): real reviewed data (`source: review`) is the remedy.
+- Trained on one real catalogue (about 70 training styles of one store's studio photography:
+  apparel on models, bags, gear) and rendered violations over few other products (81 grocery
+  products, 3 ABO listings, 1 JD product, drawn products): another store's photography may
+  differ; real reviewed data (`source: review`) is the remedy. Real-listing numbers:
+  `agpis eval listings` (docs/evaluation.md).
 - `primary_ok` is the builder's definition (front/pack view, white, fill >= ~0.7, no violation),
   not the paper's "first image of an approved sequence".
 - The backbone is frozen ImageNet MobileNetV2 at 224 px: small marks (a corner logo in a

@@ -88,7 +88,9 @@ def write_card(directory: str | Path, evaluation: dict | None = None) -> Path:
         "## Training",
         f"- data: `{t.get('data', '?')}` train split ({t.get('n_train', '?')} sequences), synthetic AGPIS-data "
         f"built by `agpis data build` from real product photos (see {data_card} for sources and licences: "
-        "GroceryStoreDataset MIT, ABO CC BY 4.0, JD examples MIT); nothing of it is shipped here",
+        "the Magento Luma sample catalogue, Open Software License 3.0 (magento/magento2-sample-data: real "
+        "studio listings, about two thirds of the listings); GroceryStoreDataset MIT; ABO CC BY 4.0 (credit "
+        "Amazon.com and the ABO authors); JD examples MIT); nothing of it is shipped here",
         f"- {t.get('epochs', '?')} epochs max, batch {t.get('batch_size', '?')}, AdamW lr {t.get('lr', '?')}, "
         f"weight decay {t.get('weight_decay', '?')}, dropout {t.get('dropout', '?')}, seed {t.get('seed', '?')}; "
         f"best epoch {t.get('epoch', '?')} by validation AUC ({t.get('val_auc', float('nan')):.4f})",
