@@ -24,6 +24,7 @@ def decision_to_proto(d) -> pb.GenerateSequenceResponse:
                               queue=d.review.queue),
         model_versions=d.model_versions, timings_ms={k: round(v, 3) for k, v in d.timings_ms.items()},
         removed=[pb.RemovedCandidate(id=r.id, rule=r.rule, reason=r.reason) for r in d.removed],
+        uncertain=d.uncertain, novelty=d.novelty,
     )
     for pair in d.duplicates:
         resp.duplicates.append(pb.DuplicatePair(
@@ -58,6 +59,9 @@ def describe(resp: pb.GenerateSequenceResponse, indent: str = "  ") -> list[str]
         out.append(f"{indent}removed {r.id}: {r.rule} ({r.reason})")
     if status == "REJECTED" and resp.predicted_rule:
         out.append(f"{indent}why: {resp.predicted_rule}: {resp.feedback}")
+    if resp.uncertain:
+        out.append(f"{indent}uncertain: images unlike the training data (novelty {resp.novelty:.3f}); stage 2 "
+                   f"would reject ({resp.predicted_rule}), so reviewers decide")
     if resp.review.state:
         out.append(f"{indent}review: {pb.ReviewState.Name(resp.review.state)} {resp.review.entry_id}".rstrip())
     t = resp.timings_ms

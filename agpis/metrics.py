@@ -11,6 +11,8 @@ REQUESTS = Counter("agpis_requests_total", "Products handled, by RPC method and 
 LATENCY = Histogram("agpis_request_latency_seconds", "Time to answer one product", ["method"], buckets=_LATENCY)
 STAGE_LATENCY = Histogram("agpis_stage_latency_seconds", "Time per pipeline stage", ["stage"], buckets=_LATENCY)
 DECISIONS = Counter("agpis_decisions_total", "Decisions by status", ["status"])
+UNCERTAIN = Counter("agpis_uncertain_total", "QUEUED decisions marked uncertain: stage 2 would reject images "
+                    "unlike its training data (stage2.novelty)")
 ERRORS = Counter("agpis_errors_total", "Errors by kind", ["kind"])
 INFLIGHT = Gauge("agpis_inflight_requests", "Products being worked on now")
 QUEUE_DEPTH = Gauge("agpis_review_queue_depth", "Review entries not yet decided (waiting + in review)")

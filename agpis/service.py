@@ -105,6 +105,8 @@ class SequenceServicer(pb_grpc.SequenceServiceServicer):
         try:
             resp = self._run(req, context)
             metrics.DECISIONS.labels(pb.Status.Name(resp.status)).inc()
+            if resp.uncertain:
+                metrics.UNCERTAIN.inc()
             return resp
         except CallError as e:
             code = e.code.name

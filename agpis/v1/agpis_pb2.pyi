@@ -172,7 +172,7 @@ class Error(_message.Message):
     def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class GenerateSequenceResponse(_message.Message):
-    __slots__ = ("product_id", "status", "p_qualified", "threshold", "sequence", "candidates", "duplicates", "removed", "terminated_reason", "predicted_rule", "feedback", "review", "model_versions", "timings_ms", "alternatives", "error")
+    __slots__ = ("product_id", "status", "p_qualified", "threshold", "sequence", "candidates", "duplicates", "removed", "terminated_reason", "predicted_rule", "feedback", "review", "model_versions", "timings_ms", "alternatives", "error", "uncertain", "novelty")
     class ModelVersionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -203,6 +203,8 @@ class GenerateSequenceResponse(_message.Message):
     TIMINGS_MS_FIELD_NUMBER: _ClassVar[int]
     ALTERNATIVES_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    UNCERTAIN_FIELD_NUMBER: _ClassVar[int]
+    NOVELTY_FIELD_NUMBER: _ClassVar[int]
     product_id: str
     status: Status
     p_qualified: float
@@ -219,4 +221,6 @@ class GenerateSequenceResponse(_message.Message):
     timings_ms: _containers.ScalarMap[str, float]
     alternatives: _containers.RepeatedCompositeFieldContainer[ScoredSequence]
     error: Error
-    def __init__(self, product_id: _Optional[str] = ..., status: _Optional[_Union[Status, str]] = ..., p_qualified: _Optional[float] = ..., threshold: _Optional[float] = ..., sequence: _Optional[_Iterable[str]] = ..., candidates: _Optional[_Iterable[_Union[CandidateDiagnostics, _Mapping]]] = ..., duplicates: _Optional[_Iterable[_Union[DuplicatePair, _Mapping]]] = ..., removed: _Optional[_Iterable[_Union[RemovedCandidate, _Mapping]]] = ..., terminated_reason: _Optional[str] = ..., predicted_rule: _Optional[str] = ..., feedback: _Optional[str] = ..., review: _Optional[_Union[ReviewEntry, _Mapping]] = ..., model_versions: _Optional[_Mapping[str, str]] = ..., timings_ms: _Optional[_Mapping[str, float]] = ..., alternatives: _Optional[_Iterable[_Union[ScoredSequence, _Mapping]]] = ..., error: _Optional[_Union[Error, _Mapping]] = ...) -> None: ...
+    uncertain: bool
+    novelty: float
+    def __init__(self, product_id: _Optional[str] = ..., status: _Optional[_Union[Status, str]] = ..., p_qualified: _Optional[float] = ..., threshold: _Optional[float] = ..., sequence: _Optional[_Iterable[str]] = ..., candidates: _Optional[_Iterable[_Union[CandidateDiagnostics, _Mapping]]] = ..., duplicates: _Optional[_Iterable[_Union[DuplicatePair, _Mapping]]] = ..., removed: _Optional[_Iterable[_Union[RemovedCandidate, _Mapping]]] = ..., terminated_reason: _Optional[str] = ..., predicted_rule: _Optional[str] = ..., feedback: _Optional[str] = ..., review: _Optional[_Union[ReviewEntry, _Mapping]] = ..., model_versions: _Optional[_Mapping[str, str]] = ..., timings_ms: _Optional[_Mapping[str, float]] = ..., alternatives: _Optional[_Iterable[_Union[ScoredSequence, _Mapping]]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., uncertain: _Optional[bool] = ..., novelty: _Optional[float] = ...) -> None: ...

@@ -71,3 +71,47 @@ def test_compute_slots_serve_waiters_in_arrival_order_and_give_up_on_a_deadline(
     assert order == ["a", "b", "c"]
     slots.acquire(lambda: None)  # nothing leaked: the slot is free again
     slots.release()
+
+
+def test_a_rejection_of_images_unlike_the_training_data_goes_to_review_marked_uncertain(pipeline, product):
+    """The uncertain band: with the real MUIsC and an index whose threshold every sequence
+    passes, stage 2's rejection alone does not reject; with one no sequence passes, it does."""
+    import numpy as np
+
+    from stage2.novelty import NoveltyIndex
+
+    rng = np.random.default_rng(0)
+    train = rng.normal(size=(300, 1280)).astype(np.float32)
+    index = NoveltyIndex.fit(train, [train[:3], train[3:6]], dims=16)
+    s2 = pipeline.stage2
+    saved = s2.novelty_index
+    try:
+        s2.novelty_index = index
+        index.threshold = -1.0  # everything is novel
+        d = pipeline.generate(product["title"], product["images"], threshold=1.0, explain=False)
+        assert d.status == "QUEUED" and d.uncertain and d.novelty > index.threshold
+        assert d.predicted_rule and d.feedback  # the model's guess still travels to the reviewer
+        assert d.to_dict()["uncertain"] is True
+        index.threshold = 3.0  # nothing is
+        d = pipeline.generate(product["title"], product["images"], threshold=1.0, explain=False)
+        assert d.status == "REJECTED" and not d.uncertain and d.novelty >= 0
+        queued = pipeline.generate(product["title"], product["images"], threshold=0.0, explain=False)
+        assert queued.status == "QUEUED" and not queued.uncertain  # confident acceptances stay as they are
+    finally:
+        s2.novelty_index = saved
+
+
+def test_novelty_is_low_for_training_like_images_and_high_for_others():
+    import numpy as np
+
+    from stage2.novelty import NoveltyIndex
+
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(5, 64)) * 4
+    train = np.concatenate([c + rng.normal(size=(80, 64)) for c in centres]).astype(np.float32)
+    val = [c + rng.normal(size=(3, 64)) for c in centres for _ in range(8)]
+    index = NoveltyIndex.fit(train, val, dims=16, percentile=95)
+    alien = rng.normal(size=(3, 64)) * 4 + 40
+    assert index.sequence_novelty(alien) > index.threshold > 0
+    inside = sum(index.sequence_novelty(s) > index.threshold for s in val)
+    assert inside <= 2  # ~5% of 40 held-out sequences like the training data
