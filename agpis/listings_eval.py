@@ -471,6 +471,13 @@ def evaluate(args: argparse.Namespace) -> dict:
         written.append(json_dir / f"listings-{split}.json")
         if not args.no_docs:
             write_section(args.out, f"listings-{split}", split_section(split, s, header, threshold))
+    rates = {}
+    for split in splits:
+        styles, split_of, _ = catalogue_listings(split, args.shared)
+        rates[split] = check_rates(pipe, [st for st in styles if split_of[st.style] == split])
+        summaries[split]["check_rates"] = rates[split]
+    if not args.no_docs:
+        write_section(args.out, "listings-checks", checks_section(rates, pipe.config.stage1.decisive_checks, header))
     other = run_cases(pipe, other_cases(args.shared), "ABO + JD", progress=not args.quiet)
     (json_dir / "listings-abo-jd.json").write_text(json.dumps(
         {"command": cmd, "model": pipe.version, "date": date, "listings": other}, indent=1) + "\n")
@@ -484,6 +491,50 @@ def evaluate(args: argparse.Namespace) -> dict:
               f"{r['terminated_reason'] or r['predicted_rule']}")
     print("wrote " + ", ".join(str(p) for p in written) + ("" if args.no_docs else f", sections in {args.out}"))
     return {"summaries": summaries, "other": other}
+
+
+def check_rates(pipe, styles: list) -> dict:
+    """How often each explainable check fires (score >= 0.5) on real clean photos: every photo
+    of the styles for the single-image checks, the main photos for the primary checks (they
+    judge only a primary). Photos are decoded and resized exactly as the pipeline does."""
+    from agpis import images as images_mod
+    from stage1.checks import run_checks
+    from stage1.model import PRIMARY_CHECKS
+    from stage1.train import resize_224
+
+    s1, cfg = pipe.stage1, pipe.config
+    fired: dict[str, list[int]] = {}
+    for st in styles:
+        for ims in st.colours.values():
+            for im in ims:
+                c = images_mod.decode(im.path, Path(im.path).read_bytes(), cfg.images)
+                small = resize_224([c.pixels], s1.backbone.preprocessing.size)[0]
+                checks = run_checks(small, c.orig_size, s1.check_cfg)
+                for name, r in checks.items():
+                    if name in PRIMARY_CHECKS and im.view != "front":
+                        continue
+                    hit = r.score >= 0.5
+                    if name == "background_marks":  # decisive only with text found on a mark
+                        hit = any(s1.text_detector().detect_in(c.pixels, reg) for reg in r.candidates)
+                    n = fired.setdefault(name, [0, 0])
+                    n[0] += hit
+                    n[1] += 1
+    return {k: tuple(v) for k, v in sorted(fired.items())}
+
+
+def checks_section(rates: dict[str, dict], decisive: list[str], header: str) -> str:
+    splits = list(rates)
+    lines = ["## Stage 1 checks on real clean photos (`agpis eval listings`)", "", header, "",
+             "Each explainable check's firing rate (score >= 0.5) on the real, clean catalogue photos of the held-out "
+             "styles: all photos for the single-image checks, the main photos for the primary checks. A decisive "
+             "check that fires removes the photo (single-image) or keeps it from being the primary; the others only "
+             "explain. `background_marks` counts a mark apart from the product with text found on it.", "",
+             "| check | decisive | " + " | ".join(f"{sp}: fired on clean photos" for sp in splits) + " |",
+             "|---|---|" + "---|" * len(splits)]
+    for name in sorted({k for r in rates.values() for k in r}):
+        cells = [pct(*rates[sp][name]) if name in rates[sp] else "–" for sp in splits]
+        lines.append(f"| `{name}` | {'yes' if name in decisive else 'no'} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def _config(args):

@@ -138,6 +138,21 @@ def run(args) -> int:
         source = source_for(meta, ex, args.cache_dir)
         pred = predict(model, ex, source, tok, int(meta["text"]["max_title"]))
         scored[split] = (pred["p_qualified"], np.array([e.label == rules.QUALIFIED for e in ex], np.float64))
+    # Generated and real apart (the gate): AUC on the test split's generated held-out-style
+    # records (the number the project reported before real listings) and on its real ones.
+    from stage2.metrics import roc_auc
+
+    records = load_dataset(data, "test")
+    real = set(real_records(records))
+    gen = [r for i, r in enumerate(records) if i not in real and r.style_split == "heldout"]
+    ex = examples_from_records(gen)
+    p_gen = predict(model, ex, source_for(meta, ex, args.cache_dir), tok, int(meta["text"]["max_title"]))["p_qualified"]
+    y_gen = np.array([e.label == rules.QUALIFIED for e in ex], np.float64)
+    aucs = {"generated_heldout": (roc_auc(y_gen, p_gen), len(y_gen)),
+            "real_catalogue": (roc_auc(scored["test"][1], scored["test"][0]), len(scored["test"][1]))}
+    print(f"test AUC: generated held-out-style records {aucs['generated_heldout'][0]:.3f} "
+          f"({aucs['generated_heldout'][1]}), real catalogue records {aucs['real_catalogue'][0]:.3f} "
+          f"({aucs['real_catalogue'][1]})")
     if args.novelty:
         _fit_novelty(args, directory, meta)
     cal = fit_platt(*scored["val"])
@@ -156,7 +171,12 @@ def run(args) -> int:
         cfg = json.loads(cfg_path.read_text())
         cfg["calibration"] = cal
         cfg_path.write_text(json.dumps(cfg, indent=2) + "\n")
-        print(f"wrote the calibration into {cfg_path}")
+        from stage2.card import GOLDEN, golden_scores, write_card
+
+        # the shipped scores change with the calibration: the golden file and the card follow
+        (directory / GOLDEN).write_text(json.dumps(golden_scores(directory), indent=2) + "\n")
+        write_card(directory)
+        print(f"wrote the calibration into {cfg_path}; golden scores and model card rewritten")
     if args.docs:
         thr = 0.3
         p_cal = apply(p_test, cal)
@@ -171,6 +191,9 @@ def run(args) -> int:
               f"At the review threshold {thr}: {int(sent.sum())} of {len(p_test)} test sequences sent, "
               f"{int(y_test[sent].sum())} of them qualified "
               f"({(y_test[sent].mean() if sent.any() else 0):.0%}).", "",
+              f"Test ROC AUC (ranking, unchanged by calibration): generated held-out-style records "
+              f"{aucs['generated_heldout'][0]:.3f} ({aucs['generated_heldout'][1]} sequences; the generator's "
+              f"data), real catalogue records {aucs['real_catalogue'][0]:.3f} ({aucs['real_catalogue'][1]}).", "",
               "| p_qualified (calibrated) | sequences | mean p | share qualified |", "|---|---|---|---|"]
         md += [f"| {r['lo']:.1f}-{r['hi']:.1f} | {r['n']} | {r['mean_p']:.2f} | {r['qualified']:.2f} |" for r in rows]
         md += ["", f"![reliability]({Path(png).relative_to(Path(args.out).parent) if Path(args.out).parent in Path(png).parents else png})"]

@@ -112,15 +112,29 @@ def write_card(directory: str | Path, evaluation: dict | None = None) -> Path:
                   f"- ROC AUC {ev['auc']:.3f}; R@P=0.8/0.85/0.9 {ev['r@p0.8']:.3f} / {ev['r@p0.85']:.3f} / "
                   f"{ev['r@p0.9']:.3f}; AUC single/pair/multi {ev['auc_single']:.3f} / {ev['auc_pair']:.3f} / "
                   f"{ev['auc_multi']:.3f}", ""]
+    cal = meta.get("calibration")
+    if cal or "novelty.npz" in meta["files"]:
+        lines += ["## Calibration and the uncertain band (`agpis calibrate muisc`)", ""]
+        if cal:
+            lines.append(f"- p_qualified is Platt-scaled, sigmoid({cal['a']:.3f} x logit(p) + {cal['b']:.3f}), fitted "
+                         f"on {cal.get('fitted_on', 'real validation listings')}: expected calibration error on the "
+                         f"real test records {cal.get('ece_test_before', float('nan')):.3f} -> "
+                         f"{cal.get('ece_test_after', float('nan')):.3f} (docs/evaluation.md)")
+        if "novelty.npz" in meta["files"]:
+            lines.append("- `novelty.npz`: principal components and a sample of the training images' pooled "
+                         "backbone maps (no pixels); a sequence whose images are farther from them than the "
+                         "threshold stored inside (a high percentile of held-out validation sequences) is sent "
+                         "to reviewers marked uncertain instead of rejected (stage2.novelty)")
+        lines.append("")
     lines += ["## Files (sha256)", ""] + [f"- `{name}` {digest}" for name, digest in meta["files"].items()]
     lines += ["", "## Limits",
-              "- trained only on synthetic violations rendered onto a few hundred real products; real reviewer "
-              "data will differ (the paper trained on 700K reviewed sequences)",
+              "- trained on one real catalogue's listings (about 70 training styles of the Magento Luma store) and "
+              "synthetic violations rendered onto a few hundred real products; another store's photography and "
+              "real reviewer data will differ (the paper trained on 700K reviewed sequences); real-listing "
+              "numbers: `agpis eval listings` in docs/evaluation.md",
               "- scores sequences of exactly 3 images; English titles and feedback only",
-              "- a title that names another colour or product than the images show (`title_mismatch`) is barely "
-              "learned (docs/evaluation.md): the frozen 224-px backbone map hardly shows it",
-              "- on a real listing of a product it never saw (the JD example photos, grey studio backdrop) it "
-              "rejected every sequence (docs/evaluation.md); reviewed real data is what the retraining loop adds",
+              "- a title that names another colour than the images show (`title_mismatch`) is learned from the "
+              "catalogue's real colour variants only; the frozen 224-px backbone map is its only view of colour",
               ""]
     path = directory / "README.md"
     path.write_text("\n".join(lines))
