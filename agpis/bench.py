@@ -18,6 +18,7 @@ from pathlib import Path
 
 import grpc
 
+from agpis.client import first_token, new_token_file, open_channel
 from agpis.config import Config
 from agpis.demo import products_as_requests
 from agpis.docsections import write_section
@@ -93,12 +94,16 @@ def run_bench(cfg: Config, args) -> int:
         cfg.server.port, cfg.server.metrics_port = 0, -1
         cfg.queue.data_dir, cfg.queue.outbox_dir = f"{tmp.name}/redis", f"{tmp.name}/outbox"
         cfg.queue.image_store = f"{tmp.name}/images"
+        cfg.server.api_tokens_file = f"{tmp.name}/api-tokens"
+        token = new_token_file(cfg.server.api_tokens_file)
         server = AgpisServer(cfg).start().wait_ready(timeout=300)
         address = server.address
+    else:
+        token = first_token(args.token_file) if args.token_file else None
     try:
         products = demo_products(16, seed=1, size=800)
         requests = products_as_requests(products, explain=False)
-        channel = grpc.insecure_channel(address, options=[("grpc.max_send_message_length", 64 << 20)])
+        channel = open_channel(address, token=token)
         stub = pb_grpc.SequenceServiceStub(channel)
         run_level(stub, requests, 1, args.warmup, "warmup")
         results = []
@@ -127,7 +132,7 @@ def _markdown(results, cfg, versions, args) -> str:
     lines = ["## Service: GenerateSequence over loopback (`agpis bench`)", "",
              f"Measured {date.today()} on {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
              f"`pipeline.threads={cfg.pipeline.threads}`, `pipeline.parallel_runs={cfg.pipeline.parallel_runs}`, "
-             f"`server.workers={cfg.server.workers}`, "
+             f"`server.max_concurrent_rpcs={cfg.server.max_concurrent_rpcs}`, "
              f"{args.products} products of 7 candidates (~800x800 JPEG) per level, queue path included. "
              f"Command: `agpis bench --spawn-server --products {args.products}`.", ""]
     if versions:

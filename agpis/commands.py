@@ -70,6 +70,7 @@ def register_bench(sub) -> None:
 def add_bench_args(p: argparse.ArgumentParser) -> None:
     add_config_flags(p)
     p.add_argument("--address", help="host:port of a running server")
+    p.add_argument("--token-file", help="the running server's tokens file (its first token is sent)")
     p.add_argument("--spawn-server", action="store_true",
                    help="start a server in-process on a free port (embedded Redis) and benchmark it")
     p.add_argument("--concurrency", default="1,4,8", help="comma-separated client concurrency levels")

@@ -8,15 +8,14 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import grpc
 
 from agpis.v1 import agpis_pb2_grpc as pb_grpc
 from tests.conftest import ROOT
-from tests.service.helpers import request
+from tests.service.helpers import connect, request, tokens_file
 
 
 def test_sigterm_drains_in_flight_calls(queue_cfg, small_product):
-    overrides = ["server.port=0", "server.metrics_port=-1", "server.grace_s=20",
+    overrides = ["server.port=0", "server.metrics_port=-1", "server.grace_s=20", f"server.api_tokens_file={tokens_file()}",
                  f"queue.redis_url={queue_cfg.redis_url}", f"queue.stream={queue_cfg.stream}",
                  f"queue.outbox_dir={queue_cfg.outbox_dir}", f"queue.image_store={queue_cfg.image_store}"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -24,7 +23,7 @@ def test_sigterm_drains_in_flight_calls(queue_cfg, small_product):
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         port = int(proc.stdout.readline())
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+        with connect(f"127.0.0.1:{port}") as ch:
             stub = pb_grpc.SequenceServiceStub(ch)
 
             def call(i):
