@@ -149,3 +149,145 @@ def _markdown(results, cfg, versions, args) -> str:
               ">= 8 products/s at concurrency 8. Stage columns are server-side medians in ms; `wait` is the time a "
               "request waited for one of the `pipeline.parallel_runs` compute slots."]
     return "\n".join(lines)
+
+
+# -- memory: peak RSS under the worst allowed requests (`agpis bench memory`) ---------------------
+def worst_png(side: int, target_bytes: int, seed: int) -> bytes:
+    """A side x side PNG of about target_bytes: flat colour with enough noise rows to fill the
+    size limit, so that decoding costs the most pixels and the message the most bytes."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    pixels = np.full((side, side, 3), (200, 30, 30), np.uint8)
+    rows = min(side, int(target_bytes * 0.9) // (side * 3))  # noise does not compress: a little over 1 byte per byte
+    pixels[:rows] = rng.integers(0, 256, (rows, side, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, "PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def _rss_mb(pid: int, field: str = "VmRSS") -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def run_memory_bench(cfg: Config, args) -> int:
+    """Start `agpis serve` as its own process, load it with the worst requests the limits allow
+    at the configured concurrency, and report its resident memory: before, peak, and after."""
+    import socket
+    import subprocess
+    import sys
+
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from agpis.v1 import agpis_pb2 as pb
+
+    ic, sc = cfg.images, cfg.server
+    n = sc.max_candidates
+    side = int((min(ic.max_request_pixels // n, ic.max_pixels)) ** 0.5)  # n images fill the pixel allowance
+    per_image = min(ic.max_bytes, (sc.max_message_mb << 20) // n - 4096)
+    images = [worst_png(side, per_image, seed=i) for i in range(n)]
+    assert all(len(d) <= ic.max_bytes for d in images), "the worst image must still be allowed"
+    request = pb.GenerateSequenceRequest(product_id="worst", title="Red ceramic mug with handle",
+                                         candidates=[pb.Candidate(id=f"c{i}", data=d) for i, d in enumerate(images)],
+                                         options=pb.Options(skip_review=True, explain=False))
+    clients = args.clients or sc.max_concurrent_rpcs
+    print(f"worst allowed request: {n} PNGs of {side}x{side} ({side * side / 1e6:.1f} MP each, "
+          f"{n * side * side / 1e6:.0f} MP in all), {request.ByteSize() / 2**20:.1f} MB; "
+          f"{clients} clients x {args.rounds} requests", flush=True)
+
+    tmp = tempfile.TemporaryDirectory(prefix="agpis-membench-")
+    token = new_token_file(f"{tmp.name}/api-tokens")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    overrides = [f"server.port={port}", "server.metrics_port=-1", f"server.api_tokens_file={tmp.name}/api-tokens",
+                 f"queue.data_dir={tmp.name}/redis", f"queue.outbox_dir={tmp.name}/outbox",
+                 f"queue.image_store={tmp.name}/images", "log.level=WARNING"]
+    cmd = [sys.executable, "-m", "agpis.cli", "serve"] + [a for o in overrides for a in ("--set", o)]
+    if args.config:
+        cmd += ["--config", args.config]
+    cmd += [a for o in args.overrides for a in ("--set", o)]  # the caller's settings win
+    proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.DEVNULL)
+    codes: dict[str, int] = {}
+    try:
+        channel = open_channel(f"127.0.0.1:{port}", token=token)
+        health = health_pb2_grpc.HealthStub(channel)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            try:
+                if health.Check(health_pb2.HealthCheckRequest(), timeout=2).status == health_pb2.HealthCheckResponse.SERVING:
+                    break
+            except grpc.RpcError:
+                pass
+            time.sleep(0.5)
+        stub = pb_grpc.SequenceServiceStub(channel)
+        stub.GenerateSequence(products_as_requests(_one_small_product(), explain=False)[0], timeout=120)
+        before = _rss_mb(proc.pid)
+        Path(f"/proc/{proc.pid}/clear_refs").write_text("5")  # restart the peak (VmHWM) from here
+        lock = threading.Lock()
+
+        def client():
+            for _ in range(args.rounds):
+                try:
+                    stub.GenerateSequence(request, timeout=300)
+                    code = "OK"
+                except grpc.RpcError as e:
+                    code = e.code().name
+                with lock:
+                    codes[code] = codes.get(code, 0) + 1
+
+        t0 = time.perf_counter()
+        threads = [threading.Thread(target=client) for _ in range(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wall = time.perf_counter() - t0
+        peak = _rss_mb(proc.pid, "VmHWM")
+        time.sleep(2)
+        after = _rss_mb(proc.pid)
+        channel.close()
+    finally:
+        proc.terminate()
+        proc.wait(60)
+        tmp.cleanup()
+    result = {"side": side, "n": n, "mb": request.ByteSize() / 2**20, "clients": clients, "rounds": args.rounds,
+              "before": before, "peak": peak, "after": after, "codes": codes, "wall": wall}
+    print(f"RSS before {before:.0f} MB, peak {peak:.0f} MB, 2 s after {after:.0f} MB; answers {codes}; "
+          f"{wall:.0f} s", flush=True)
+    if not args.no_doc:
+        path = write_section(ROOT / "docs" / "benchmarks.md", "memory", _memory_markdown(result, cfg, args))
+        print(f"wrote {path}")
+    return 0
+
+
+def _one_small_product() -> list[dict]:
+    from agpis.data.synth import demo_products
+
+    return demo_products(1, seed=1, size=800)
+
+
+def _memory_markdown(r: dict, cfg: Config, args) -> str:
+    ic, sc = cfg.images, cfg.server
+    return "\n".join([
+        "## Service memory: peak RSS under the worst allowed requests (`agpis bench memory`)", "",
+        f"Measured {date.today()} on {os.cpu_count()} CPU cores. `agpis serve` in its own process; "
+        f"{r['clients']} clients (`server.max_concurrent_rpcs`) each sent {r['rounds']} requests of "
+        f"{r['n']} PNGs of {r['side']}x{r['side']} px ({r['n'] * r['side'] ** 2 / 1e6:.0f} MP, the "
+        f"`images.max_request_pixels` allowance; noise rows fill each to ~{r['mb'] / r['n']:.1f} MB so the "
+        f"message is {r['mb']:.0f} MB of the {sc.max_message_mb} MB allowed). "
+        f"`images.max_decoding_pixels={ic.max_decoding_pixels}`. "
+        f"Command: `agpis bench memory --rounds {r['rounds']}`.", "",
+        "| RSS before (warm) | peak RSS | RSS 2 s after | answers | wall s |",
+        "|---|---|---|---|---|",
+        f"| {r['before']:.0f} MB | {r['peak']:.0f} MB | {r['after']:.0f} MB | "
+        + ", ".join(f"{k} {v}" for k, v in sorted(r["codes"].items())) + f" | {r['wall']:.0f} |", "",
+        "The bound this checks (deploy/k8s/deployment.yaml): warm process + `max_concurrent_rpcs` x "
+        "`max_message_mb` of requests + `max_decoding_pixels` x 8 bytes of decoding must stay under the "
+        "pod's 4 GiB limit."])
