@@ -85,6 +85,8 @@ class SequenceServicer(pb_grpc.SequenceServiceServicer):
         self._decode = futures.ThreadPoolExecutor(max_workers=DECODE_THREADS, thread_name_prefix="decode")
         self._fetch = futures.ThreadPoolExecutor(max_workers=FETCH_THREADS, thread_name_prefix="fetch")
         self._budget = PixelBudget(config.images.max_decoding_pixels)
+        self._busy = 0  # products being worked on; at 0, freed memory is handed back
+        self._busy_lock = threading.Lock()
         self._stream_pool = futures.ThreadPoolExecutor(max_workers=STREAM_WINDOW, thread_name_prefix="stream")
 
     # -- RPCs -----------------------------------------------------------------------------------
@@ -116,6 +118,8 @@ class SequenceServicer(pb_grpc.SequenceServiceServicer):
         started = time.perf_counter()
         t0 = ARRIVED.get() or started
         metrics.INFLIGHT.inc()
+        with self._busy_lock:
+            self._busy += 1
         code = "OK"
         try:
             if isinstance(req, BadRequest):
@@ -134,6 +138,11 @@ class SequenceServicer(pb_grpc.SequenceServiceServicer):
             raise CallError(grpc.StatusCode.INTERNAL, f"internal error {error_id}: {type(e).__name__}") from e
         finally:
             metrics.INFLIGHT.dec()
+            with self._busy_lock:
+                self._busy -= 1
+                idle = self._busy == 0
+            if idle:
+                _trim_heap()
             elapsed = time.perf_counter() - t0
             metrics.REQUESTS.labels(method, code).inc()
             metrics.LATENCY.labels(method).observe(elapsed)
@@ -448,6 +457,13 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _trim_heap() -> None:
+    """Hand the heap's free pages back to the system (glibc's malloc_trim) when no call is in
+    flight: what a burst of large requests freed would otherwise stay in the process's RSS."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
 def _return_freed_memory_promptly() -> None:
     """Have glibc give large freed blocks back to the system at once.
 
@@ -456,7 +472,17 @@ def _return_freed_memory_promptly() -> None:
     are never returned: 2 GB stayed held after ten large PNGs. A fixed threshold keeps blocks of
     4 MB and more in their own mappings, unmapped when freed. Not glibc: nothing to do.
     """
+    if _LIBC is not None:
+        _LIBC.mallopt(-3, 4 * 1024 * 1024)  # M_MMAP_THRESHOLD
+
+
+def _glibc():
     try:
-        ctypes.CDLL("libc.so.6").mallopt(-3, 4 * 1024 * 1024)  # M_MMAP_THRESHOLD
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim, libc.mallopt  # noqa: B018 - both exist in glibc only
+        return libc
     except (OSError, AttributeError):
-        pass
+        return None
+
+
+_LIBC = _glibc()
