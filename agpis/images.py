@@ -92,7 +92,7 @@ class LoadContext:
     gone: Callable[[], bool] = _never  # true once the caller has cancelled or disconnected
     budget: PixelBudget | None = None  # the server's decoding budget, shared by every call
     max_pixels: int | None = None  # this request's allowance (images.max_request_pixels)
-    _used: int = 0
+    used: int = 0  # pixels decoded so far (JPEGs at their reduced size)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def check(self) -> None:
@@ -101,8 +101,8 @@ class LoadContext:
 
     def take_pixels(self, candidate_id: str, pixels: int) -> None:
         with self._lock:
-            self._used += pixels
-            if self.max_pixels is not None and self._used > self.max_pixels:
+            self.used += pixels
+            if self.max_pixels is not None and self.used > self.max_pixels:
                 raise ImageError(candidate_id, f"the request's images need more than {self.max_pixels} pixels "
                                                "decoded (images.max_request_pixels; JPEGs count at their reduced "
                                                "decode size)")

@@ -49,6 +49,9 @@ SPARE_THREADS = 8
 # fetching URIs (mostly waiting on the network). Separate, so that a slow remote host can hold
 # up only URI candidates, never a bytes-only call.
 DECODE_THREADS, FETCH_THREADS = 4, 8
+# A call that decoded this many pixels (PNGs in full) leaves freed memory worth handing back to
+# the system once no call is in flight; ordinary JPEG traffic never pays for the trim.
+TRIM_AFTER_PIXELS = 20_000_000
 
 
 class CallError(Exception):
@@ -85,7 +88,8 @@ class SequenceServicer(pb_grpc.SequenceServiceServicer):
         self._decode = futures.ThreadPoolExecutor(max_workers=DECODE_THREADS, thread_name_prefix="decode")
         self._fetch = futures.ThreadPoolExecutor(max_workers=FETCH_THREADS, thread_name_prefix="fetch")
         self._budget = PixelBudget(config.images.max_decoding_pixels)
-        self._busy = 0  # products being worked on; at 0, freed memory is handed back
+        self._busy = 0  # products being worked on
+        self._heavy = False  # a call decoded TRIM_AFTER_PIXELS since the last trim
         self._busy_lock = threading.Lock()
         self._stream_pool = futures.ThreadPoolExecutor(max_workers=STREAM_WINDOW, thread_name_prefix="stream")
 
@@ -140,8 +144,9 @@ class SequenceServicer(pb_grpc.SequenceServiceServicer):
             metrics.INFLIGHT.dec()
             with self._busy_lock:
                 self._busy -= 1
-                idle = self._busy == 0
-            if idle:
+                trim = self._heavy and self._busy == 0
+                self._heavy = self._heavy and not trim
+            if trim:
                 _trim_heap()
             elapsed = time.perf_counter() - t0
             metrics.REQUESTS.labels(method, code).inc()
@@ -220,6 +225,8 @@ class SequenceServicer(pb_grpc.SequenceServiceServicer):
         finally:
             for job in jobs:
                 job.cancel()  # not started yet: never started (a started one sees ctx and stops)
+            if ctx.used >= TRIM_AFTER_PIXELS:
+                self._heavy = True
         if bad:
             raise CallError(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(bad))
         return loaded
