@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.agpis-installed
 # Keep the machines' two cores from stalling each other (../shared/docs/FACTS.md).
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: setup demo test test-fast protos docs bench clean
+.PHONY: setup browser demo test test-fast protos docs bench clean
 
 setup: $(STAMP)
 
@@ -22,10 +22,23 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -c "import cv2; cv2.ximgproc.createEdgeBoxes; import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 	touch $(STAMP)
 
+# The review app's 4 browser tests drive Debian's chromium, never a downloaded browser. As root
+# (CI, a container) it is installed here when missing; otherwise those tests are skipped, and
+# `sudo apt-get install chromium` (or `sudo make browser`) brings them in.
+browser:
+	@if command -v chromium >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  echo "installing Debian's chromium for the browser tests (apt-get)"; \
+	  apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null) \
+	    || echo "chromium could not be installed: the 4 browser tests will be skipped"; \
+	else \
+	  echo "chromium is not installed and this is not root: the 4 browser tests will be skipped (sudo apt-get install chromium)"; \
+	fi
+
 demo: setup
 	$(BIN)/agpis demo
 
-test: setup
+test: setup browser
 	$(BIN)/python -m pytest -q -ra
 
 test-fast: setup

@@ -65,11 +65,18 @@ def register(sub) -> None:
 def register_bench(sub) -> None:
     p = sub.add_parser("server", help="drive a running server (default for plain `agpis bench`)")
     add_bench_args(p)
+    p = sub.add_parser("memory", help="peak RSS of `agpis serve` under the worst requests the limits allow")
+    add_config_flags(p)
+    p.add_argument("--clients", type=int, default=0, help="concurrent clients (default: server.max_concurrent_rpcs)")
+    p.add_argument("--rounds", type=int, default=2, help="requests per client")
+    p.add_argument("--no-doc", action="store_true", help="do not write docs/benchmarks.md")
+    p.set_defaults(func=cmd_bench_memory)
 
 
 def add_bench_args(p: argparse.ArgumentParser) -> None:
     add_config_flags(p)
     p.add_argument("--address", help="host:port of a running server")
+    p.add_argument("--token-file", help="the running server's tokens file (its first token is sent)")
     p.add_argument("--spawn-server", action="store_true",
                    help="start a server in-process on a free port (embedded Redis) and benchmark it")
     p.add_argument("--concurrency", default="1,4,8", help="comma-separated client concurrency levels")
@@ -263,3 +270,9 @@ def cmd_bench(args) -> int:
     from agpis.bench import run_bench
 
     return run_bench(load_config(args), args)
+
+
+def cmd_bench_memory(args) -> int:
+    from agpis.bench import run_memory_bench
+
+    return run_memory_bench(load_config(args), args)

@@ -21,20 +21,30 @@ from stage2.config import Stage2Config
 
 @dataclass
 class ServerConfig:
-    host: str = "127.0.0.1"  # listen address; 0.0.0.0 in a container
+    # Listen address; 0.0.0.0 in a container. Any address but loopback needs api_tokens_file.
+    host: str = "127.0.0.1"
     port: int = 50051  # gRPC port; 0 picks a free port (tests)
-    # Threads serving RPCs. Work is CPU-bound (2 cores), so a few threads keep the cores busy.
-    workers: int = 8
-    # RPCs in flight at once; beyond this the server answers RESOURCE_EXHAUSTED at once
-    # instead of queueing without bound.
+    # Calls of the sequence service worked on at once; beyond this a call is answered
+    # RESOURCE_EXHAUSTED at once (and counted) instead of queueing. Each admitted call has its
+    # own thread, so none waits for one; compute is shared out by pipeline.parallel_runs.
     max_concurrent_rpcs: int = 16
     # Default fits 10 candidates of 5 MB plus the rest of the request.
     max_message_mb: int = 52
     max_candidates: int = 10  # more candidates in one request: INVALID_ARGUMENT
     # Seconds SIGTERM waits for in-flight calls to finish before stopping.
     grace_s: float = 20.0
-    # Prometheus metrics on http://host:metrics_port/metrics; 0 picks a free port, -1 disables.
+    # Prometheus metrics on http://metrics_host:metrics_port/metrics; 0 picks a free port, -1 disables.
     metrics_port: int = 9100
+    # Metrics are unauthenticated: loopback unless you open them on purpose (k8s: 0.0.0.0 behind
+    # the NetworkPolicy in deploy/k8s).
+    metrics_host: str = "127.0.0.1"
+    # Bearer tokens, one per line ('#' comments allowed), read at start and again on SIGHUP.
+    # Every call but the health service needs `authorization: Bearer <token>`, else
+    # UNAUTHENTICATED. Empty: no authentication, allowed only when host is a loopback address.
+    api_tokens_file: str = ""
+    # TLS for the gRPC port (PEM files); both or neither. Without them the port is plaintext.
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
 
 
 @dataclass
@@ -46,7 +56,15 @@ class ImagesConfig:
     # decodes straight to 400 px in ~1 ms. The models see 224 px; the checks read the original
     # size from the header.
     decode_max_side: int = 400
-    fetch_timeout_s: float = 5.0  # connect and read timeout for one http(s) image
+    # One http(s) image's whole download (connect, redirects, headers, body), or less when the
+    # call's own deadline is nearer: a host that sends a byte a second cannot hold a call.
+    fetch_timeout_s: float = 5.0
+    # Pixels one request may decode, all its candidates together (JPEGs count at their reduced
+    # decode size, other formats at full size): ten 6300x6300 PNGs are refused, not decoded.
+    max_request_pixels: int = 100_000_000
+    # Full-size pixels being decoded at once, all calls together (~8 bytes each while a PNG
+    # decodes: 1 GB at the default); a large image waits for room, its deadline still checked.
+    max_decoding_pixels: int = 125_000_000
     # Remote hosts that http(s):// URIs may name (exact host names, or "*.example.com").
     # Empty: no remote fetching at all, so a request can never make us call an internal address.
     allowed_hosts: list[str] = field(default_factory=list)
@@ -65,7 +83,7 @@ class QueueConfig:
     dead_letter_stream: str = "agpis:review:dead"  # entries abandoned max_deliveries times
     # An entry held this long by a reviewer without a verdict is handed to another reviewer.
     claim_idle_s: float = 600.0
-    # Delivered more often than this: moved to the dead-letter stream.
+    # An entry abandoned on its max_deliveries-th delivery goes to the dead-letter stream.
     max_deliveries: int = 5
     # Entries that could not reach Redis wait here (one file each) until it is back.
     outbox_dir: str = "var/outbox"

@@ -13,9 +13,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from agpis.client import new_token_file, open_channel
 from agpis.config import Config
 from agpis.convert import describe
 from agpis.v1 import agpis_pb2 as pb
@@ -44,14 +44,17 @@ def run_demo(cfg: Config, n_products: int = 8, keep: bool = False) -> int:
     cfg.queue.data_dir = str(root / "redis")
     cfg.queue.outbox_dir = str(root / "outbox")
     cfg.queue.image_store = str(root / "images")
+    cfg.server.api_tokens_file = str(root / "api-tokens")  # authentication on, as in production
+    token = new_token_file(cfg.server.api_tokens_file)
 
     print(f"== AGPIS demo (data in {root}) ==")
     t0 = time.perf_counter()
     server = AgpisServer(cfg).start()
     try:
-        channel = grpc.insecure_channel(server.address)
+        channel = open_channel(server.address, token=token)
         health = health_pb2_grpc.HealthStub(channel)
-        print(f"gRPC server on {server.address}; metrics on http://127.0.0.1:{server.metrics_port}/metrics")
+        print(f"gRPC server on {server.address} (calls carry a bearer token from {cfg.server.api_tokens_file}); "
+              f"metrics on http://127.0.0.1:{server.metrics_port}/metrics")
         print(f"health while the models load: {_health(health)}")
         server.wait_ready(timeout=300)
         print(f"health after loading and warm-up ({time.perf_counter() - t0:.1f} s): {_health(health)}")

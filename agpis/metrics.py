@@ -19,7 +19,7 @@ QUEUE_DEPTH = Gauge("agpis_review_queue_depth", "Review entries not yet decided 
 OUTBOX = Gauge("agpis_review_outbox_pending", "Review entries waiting on local disk for Redis to come back")
 REDIS_UP = Gauge("agpis_redis_up", "1 when the review queue's Redis answered the last attempt")
 
-STAGES = ("decode", "stage1", "stage2", "queue")
+STAGES = ("queued", "decode", "wait", "stage1", "stage2", "queue")
 
 
 def observe_timings(timings_ms: dict[str, float]) -> None:

@@ -25,7 +25,7 @@ from typing import Any, Callable, Sequence
 from agpis import images as images_mod
 from agpis import rules
 from agpis.config import Config
-from stage1.types import CandidateImage, CandidateReport, DuplicatePair, Removal, Stage1, Stage1Result
+from stage1.types import MIN_SIDE, CandidateImage, CandidateReport, DuplicatePair, Removal, Stage1, Stage1Result
 from stage2.types import SequenceScore, Stage2
 
 log = logging.getLogger("agpis.pipeline")
@@ -292,6 +292,11 @@ def _validate(title: str, images: list[CandidateImage], k: int, threshold: float
         raise PipelineError(f"candidate ids must be unique; repeated: {', '.join(dup)}")
     if any(not i for i in ids):
         raise PipelineError("every candidate needs a non-empty id")
+    for im in images:
+        if min(im.pixels.shape[:2]) < MIN_SIDE:  # images.decode refuses these already; this is for the Python API
+            h, w = im.pixels.shape[:2]
+            raise PipelineError(f"candidate {im.id!r}: image of {w}x{h} px is too small to judge "
+                                f"(at least {MIN_SIDE} px a side)")
     if not 1 <= k <= 10:
         raise PipelineError(f"sequence_length must be between 1 and 10, got {k}")
     if not 0.0 <= threshold <= 1.0:

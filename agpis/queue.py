@@ -23,21 +23,39 @@ import redis
 from agpis import rules
 from agpis.config import QueueConfig
 
-# Idempotent add: the dedup key remembers the entry id of (product, sequence).
+# Idempotent add: the dedup key remembers the entry id of (product, sequence) while that entry
+# awaits a verdict. A key naming an entry no longer in the stream (left by an older version
+# after dead-lettering) is stale: the product is queued anew, never answered with a ghost id.
 _ENQUEUE = """
 local existing = redis.call('GET', KEYS[2])
-if existing then return {0, existing} end
+if existing and #redis.call('XRANGE', KEYS[1], existing, existing) > 0 then return {0, existing} end
 local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2))
 redis.call('SET', KEYS[2], id, 'EX', tonumber(ARGV[1]))
 return {1, id}
 """
 
 # A verdict is stored and the entry acknowledged together; if the entry is no longer pending
-# (someone else decided, or the janitor handed it on), nothing is written.
+# (someone else decided, or the janitor handed it on), nothing is written. The decided entry
+# no longer holds the dedup key: the product can be sent to review again (a new title, say).
 _VERDICT = """
 local acked = redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 if acked == 0 then return false end
+if redis.call('GET', KEYS[3]) == ARGV[2] then redis.call('DEL', KEYS[3]) end
 return redis.call('XADD', KEYS[2], '*', unpack(ARGV, 3))
+"""
+
+# The janitor hands an abandoned entry on, all or nothing: a fresh entry in KEYS[2] (the review
+# stream again, or the dead-letter stream), the old one acknowledged and deleted, and the dedup
+# key following it (requeued) or released (dead-lettered, so the product can be queued again).
+# Nothing happens if a verdict acknowledged the entry meanwhile.
+_HAND_ON = """
+if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return false end
+local id = redis.call('XADD', KEYS[2], '*', unpack(ARGV, 4))
+redis.call('XDEL', KEYS[1], ARGV[2])
+if redis.call('GET', KEYS[3]) == ARGV[2] then
+  if ARGV[3] == 'dead' then redis.call('DEL', KEYS[3]) else redis.call('SET', KEYS[3], id, 'KEEPTTL') end
+end
+return id
 """
 
 DEDUP_TTL_S = 400 * 24 * 3600  # longer than the 3-month retraining window, with margin
@@ -80,6 +98,7 @@ class ReviewQueue:
         self.r, self.cfg = client, cfg
         self._enqueue = client.register_script(_ENQUEUE)
         self._verdict = client.register_script(_VERDICT)
+        self._hand_on = client.register_script(_HAND_ON)
         self._group_ready = False
 
     def dedup_key(self, product_id: str, sequence_hash: str) -> str:
@@ -155,10 +174,12 @@ class ReviewQueue:
         if not rows:
             raise NotPending(self._not_pending(entry_id))
         item = self._item(entry_id, rows[0][1])
+        sequence_hash = _fields(rows[0][1]).get("sequence_hash", "")
         decision = ["entry_id", entry_id, "product_id", item.product_id, "reviewer", reviewer,
                     "verdict", "approve" if approved else "reject", "rule", rule, "feedback", feedback,
                     "decided_at", now_iso(), "payload", json.dumps(item.payload, ensure_ascii=False)]
-        decision_id = self._verdict(keys=[self.cfg.stream, self.cfg.decisions_stream],
+        decision_id = self._verdict(keys=[self.cfg.stream, self.cfg.decisions_stream,
+                                          self.dedup_key(item.product_id, sequence_hash)],
                                     args=[self.cfg.group, entry_id, *decision])
         if not decision_id:
             raise NotPending(self._not_pending(entry_id))
@@ -185,21 +206,17 @@ class ReviewQueue:
                     continue
                 f = _fields(raw)
                 deliveries = int(f.get("deliveries", "0")) + 1
-                pipe = self.r.pipeline(transaction=True)  # all or nothing: no entry lost or doubled
                 if deliveries >= self.cfg.max_deliveries:
-                    pipe.xadd(self.cfg.dead_letter_stream, {**f, "deliveries": deliveries, "original_id": _s(entry_id),
-                                                            "dead_at": now_iso()})
-                    counts["dead_lettered"] += 1
+                    kind, target = "dead", self.cfg.dead_letter_stream
+                    fields = {**f, "deliveries": deliveries, "original_id": _s(entry_id), "dead_at": now_iso()}
                 else:
-                    pipe.xadd(self.cfg.stream, {**f, "deliveries": deliveries, "redelivery_of": _s(entry_id)})
-                    counts["requeued"] += 1
-                pipe.xack(self.cfg.stream, self.cfg.group, entry_id)
-                pipe.xdel(self.cfg.stream, entry_id)
-                results = pipe.execute()
-                if deliveries < self.cfg.max_deliveries:
-                    # Point idempotency at the new entry so a re-sent product is still recognised.
-                    self.r.set(self.dedup_key(f.get("product_id", ""), f.get("sequence_hash", "")),
-                               _s(results[0]), ex=DEDUP_TTL_S)
+                    kind, target = "requeued", self.cfg.stream
+                    fields = {**f, "deliveries": deliveries, "redelivery_of": _s(entry_id)}
+                moved = self._hand_on(
+                    keys=[self.cfg.stream, target, self.dedup_key(f.get("product_id", ""), f.get("sequence_hash", ""))],
+                    args=[self.cfg.group, _s(entry_id), kind, *[x for kv in fields.items() for x in kv]])
+                if moved:
+                    counts["dead_lettered" if kind == "dead" else "requeued"] += 1
             if _s(start) == "0-0":
                 return counts
 

@@ -5,13 +5,16 @@
     server.stop()                            # health NOT_SERVING, in-flight calls drain
 
 Failures become status codes with a message the caller can act on: INVALID_ARGUMENT (a bad
-request or image, naming the candidate), RESOURCE_EXHAUSTED (too many calls at once),
-DEADLINE_EXCEEDED, UNAVAILABLE (models still loading, shutting down), INTERNAL (a bug: logged
-with an error id that the message repeats).
+request or image, naming the candidate), UNAUTHENTICATED (no valid bearer token),
+RESOURCE_EXHAUSTED (too many calls at once), DEADLINE_EXCEEDED, CANCELLED (the caller went
+away), UNAVAILABLE (models still loading, shutting down), INTERNAL (a bug: logged with an
+error id that the message repeats). Authentication, admission and arrival times: agpis/gate.py.
 """
 from __future__ import annotations
 
 import collections
+import ctypes
+import ipaddress
 import logging
 import signal
 import threading
@@ -27,7 +30,8 @@ from grpc_reflection.v1alpha import reflection
 from agpis import metrics
 from agpis.config import Config
 from agpis.convert import decision_to_proto, error_response
-from agpis.images import ImageError, load_candidate
+from agpis.gate import ARRIVED, BadRequest, Gate, Tokens
+from agpis.images import CallOver, ImageError, LoadContext, PixelBudget, load_candidate
 from agpis.pipeline import QUEUED, DeadlineExceeded, Pipeline, PipelineError
 from agpis.v1 import agpis_pb2 as pb
 from agpis.v1 import agpis_pb2_grpc as pb_grpc
@@ -38,6 +42,16 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["SequenceService"].full_name
 LIVENESS = "liveness"
 # Products of one GenerateSequences stream worked on at once (responses keep request order).
 STREAM_WINDOW = 4
+# gRPC threads beyond server.max_concurrent_rpcs: health checks, reflection and refusals are
+# answered at once even when every admitted call holds a thread.
+SPARE_THREADS = 8
+# Threads decoding candidates that arrived as bytes (CPU-bound: about the cores), and threads
+# fetching URIs (mostly waiting on the network). Separate, so that a slow remote host can hold
+# up only URI candidates, never a bytes-only call.
+DECODE_THREADS, FETCH_THREADS = 4, 8
+# A call that decoded this many pixels (PNGs in full) leaves freed memory worth handing back to
+# the system once no call is in flight; ordinary JPEG traffic never pays for the trim.
+TRIM_AFTER_PIXELS = 20_000_000
 
 
 class CallError(Exception):
@@ -71,7 +85,12 @@ class ModelHolder:
 class SequenceServicer(pb_grpc.SequenceServiceServicer):
     def __init__(self, config: Config, models: ModelHolder, review=None):
         self.config, self.models, self.review = config, models, review
-        self._io = futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="fetch")
+        self._decode = futures.ThreadPoolExecutor(max_workers=DECODE_THREADS, thread_name_prefix="decode")
+        self._fetch = futures.ThreadPoolExecutor(max_workers=FETCH_THREADS, thread_name_prefix="fetch")
+        self._budget = PixelBudget(config.images.max_decoding_pixels)
+        self._busy = 0  # products being worked on
+        self._heavy = False  # a call decoded TRIM_AFTER_PIXELS since the last trim
+        self._busy_lock = threading.Lock()
         self._stream_pool = futures.ThreadPoolExecutor(max_workers=STREAM_WINDOW, thread_name_prefix="stream")
 
     # -- RPCs -----------------------------------------------------------------------------------
@@ -99,11 +118,17 @@ class SequenceServicer(pb_grpc.SequenceServiceServicer):
 
     # -- the work -------------------------------------------------------------------------------
     def _generate(self, req, context, method: str) -> pb.GenerateSequenceResponse:
-        t0 = time.perf_counter()
+        # From arrival (agpis/gate.py): the time a call waited before it got here counts too.
+        started = time.perf_counter()
+        t0 = ARRIVED.get() or started
         metrics.INFLIGHT.inc()
+        with self._busy_lock:
+            self._busy += 1
         code = "OK"
         try:
-            resp = self._run(req, context)
+            if isinstance(req, BadRequest):
+                raise CallError(grpc.StatusCode.INVALID_ARGUMENT, req.message)
+            resp = self._run(req, context, queued_ms=(started - t0) * 1000)
             metrics.DECISIONS.labels(pb.Status.Name(resp.status)).inc()
             if resp.uncertain:
                 metrics.UNCERTAIN.inc()
@@ -119,13 +144,19 @@ class SequenceServicer(pb_grpc.SequenceServiceServicer):
             raise CallError(grpc.StatusCode.INTERNAL, f"internal error {error_id}: {type(e).__name__}") from e
         finally:
             metrics.INFLIGHT.dec()
+            with self._busy_lock:
+                self._busy -= 1
+                trim = self._heavy and self._busy == 0
+                self._heavy = self._heavy and not trim
+            if trim:
+                _trim_heap()
             elapsed = time.perf_counter() - t0
             metrics.REQUESTS.labels(method, code).inc()
             metrics.LATENCY.labels(method).observe(elapsed)
             log.info("product", extra={"product_id": req.product_id, "method": method, "code": code,
                                        "ms": round(elapsed * 1000, 1)})
 
-    def _run(self, req, context) -> pb.GenerateSequenceResponse:
+    def _run(self, req, context, queued_ms: float = 0.0) -> pb.GenerateSequenceResponse:
         cfg = self.config
         pipeline = self.models.get()
         _validate_request(req, cfg)
@@ -137,20 +168,10 @@ class SequenceServicer(pb_grpc.SequenceServiceServicer):
             if remaining is not None and remaining <= 0:
                 raise CallError(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
 
+        check_deadline()
         t0 = time.perf_counter()
-        jobs = [self._io.submit(load_candidate, c.id, cfg.images,
-                                c.data if c.WhichOneof("source") == "data" else None,
-                                c.uri if c.WhichOneof("source") == "uri" else None)
-                for c in req.candidates]
-        loaded, bad = [], []
-        for job in jobs:
-            try:
-                loaded.append(job.result())
-            except ImageError as e:
-                bad.append(str(e))
-        if bad:
-            raise CallError(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(bad))
-        timings = {"decode": (time.perf_counter() - t0) * 1000}
+        loaded = self._load(req, context, check_deadline)
+        timings = {"queued": queued_ms, "decode": (time.perf_counter() - t0) * 1000}
         check_deadline()
 
         opts = req.options
@@ -172,8 +193,45 @@ class SequenceServicer(pb_grpc.SequenceServiceServicer):
             decision.review = self.review.send(decision, req.title, req.category, sources)
             decision.timings_ms["queue"] = (time.perf_counter() - t0) * 1000
             decision.timings_ms["total"] += decision.timings_ms["queue"]
+        decision.timings_ms["total"] += queued_ms  # the pipeline's total starts at decoding
         metrics.observe_timings(decision.timings_ms)
         return decision_to_proto(decision)
+
+    def _load(self, req, context, check_deadline) -> list[tuple]:
+        """Fetch and decode every candidate; all image errors together, or the call's own end."""
+        remaining = context.time_remaining()
+        ctx = LoadContext(deadline=time.monotonic() + remaining if remaining is not None else float("inf"),
+                          gone=lambda: not context.is_active(), budget=self._budget,
+                          max_pixels=self.config.images.max_request_pixels)
+        jobs = []
+        for c in req.candidates:
+            if c.WhichOneof("source") == "uri":
+                jobs.append(self._fetch.submit(load_candidate, c.id, self.config.images, None, c.uri, ctx))
+            else:
+                jobs.append(self._decode.submit(load_candidate, c.id, self.config.images, c.data, None, ctx))
+        loaded, bad = [], []
+        try:
+            for job in jobs:
+                while True:
+                    try:
+                        loaded.append(job.result(timeout=0.1))
+                        break
+                    except futures.TimeoutError:
+                        check_deadline()  # the caller gone or out of time: stop waiting
+                    except ImageError as e:
+                        bad.append(str(e))
+                        break
+                    except CallOver:
+                        check_deadline()
+                        raise CallError(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded") from None
+        finally:
+            for job in jobs:
+                job.cancel()  # not started yet: never started (a started one sees ctx and stops)
+            if ctx.used >= TRIM_AFTER_PIXELS:
+                self._heavy = True
+        if bad:
+            raise CallError(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(bad))
+        return loaded
 
 
 def _validate_request(req, cfg: Config) -> None:
@@ -201,11 +259,55 @@ def _validate_request(req, cfg: Config) -> None:
                         f"sequence_length {req.options.sequence_length} is too large (at most 10)")
 
 
+class HealthWatches(health.HealthServicer):
+    """grpc_health's servicer, whose Watch streams end when the server shuts down.
+
+    grpc_health leaves a Watch stream open after enter_graceful_shutdown (it sends NOT_SERVING
+    and waits), and server.stop(grace) then waits the whole grace period for it."""
+
+    def __init__(self):
+        super().__init__(experimental_non_blocking=True)
+        self._watches: set = set()
+        self._watch_lock = threading.Lock()
+        self._ended = False
+
+    def Watch(self, request, context, send_response_callback=None):
+        with self._watch_lock:
+            ended = self._ended
+            if not ended:
+                self._watches.add(send_response_callback)
+                context.add_callback(lambda: self._forget(send_response_callback))
+        super().Watch(request, context, send_response_callback)
+        if ended:  # arrived during shutdown: it has its NOT_SERVING, and ends now
+            send_response_callback(None)
+
+    def _forget(self, send) -> None:
+        with self._watch_lock:
+            self._watches.discard(send)
+
+    def end_watches(self) -> None:
+        """Finish every open Watch stream (status OK after its last NOT_SERVING message)."""
+        with self._watch_lock:
+            self._ended = True
+            watches, self._watches = list(self._watches), set()
+        for send in watches:
+            send(None)
+
+
 class AgpisServer:
     """One gRPC server: the sequence service, health, reflection, metrics, the review sender."""
 
     def __init__(self, config: Config, pipeline: Pipeline | None = None, review: bool = True):
         self.config = config
+        srv = config.server
+        self.tokens = Tokens(srv.api_tokens_file) if srv.api_tokens_file else None
+        if self.tokens is None and not _is_loopback(srv.host):
+            raise ValueError(f"server.host is {srv.host!r} but server.api_tokens_file is not set: anyone who can "
+                             "reach the port could add work to the review queue. Set a tokens file, or listen on "
+                             "127.0.0.1")
+        if bool(srv.tls_cert_file) != bool(srv.tls_key_file):
+            raise ValueError("server.tls_cert_file and server.tls_key_file go together: set both or neither")
+        _return_freed_memory_promptly()
         self.models = ModelHolder()
         self._given_pipeline = pipeline
         self.review = None
@@ -213,19 +315,29 @@ class AgpisServer:
             from agpis.review import ReviewSender
 
             self.review = ReviewSender(config.queue)
-        mb = config.server.max_message_mb * 1024 * 1024
+        mb = srv.max_message_mb * 1024 * 1024
+        self.gate = Gate(SERVICE_NAME, srv.max_concurrent_rpcs, self.tokens)
+        threads = srv.max_concurrent_rpcs + SPARE_THREADS
         self.server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=config.server.workers, thread_name_prefix="rpc"),
-            maximum_concurrent_rpcs=config.server.max_concurrent_rpcs,
+            futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rpc"),
+            interceptors=[self.gate],
+            # The gate admits max_concurrent_rpcs calls and counts its refusals; gRPC's own limit
+            # (uncounted) is only a backstop against floods that would pile up threads.
+            maximum_concurrent_rpcs=threads,
             options=[("grpc.max_receive_message_length", mb), ("grpc.max_send_message_length", mb),
                      ("grpc.so_reuseport", 0)])
         self.servicer = SequenceServicer(config, self.models, self.review)
         pb_grpc.add_SequenceServiceServicer_to_server(self.servicer, self.server)
-        self.health = health.HealthServicer(experimental_non_blocking=True)
+        self.health = HealthWatches()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
-        self.port = self.server.add_insecure_port(f"{config.server.host}:{config.server.port}")
+        address = f"{srv.host}:{srv.port}"
+        if srv.tls_cert_file:
+            key, cert = open(srv.tls_key_file, "rb").read(), open(srv.tls_cert_file, "rb").read()
+            self.port = self.server.add_secure_port(address, grpc.ssl_server_credentials([(key, cert)]))
+        else:
+            self.port = self.server.add_insecure_port(address)
         if self.port == 0:
             raise RuntimeError(f"cannot listen on {config.server.host}:{config.server.port}")
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -247,7 +359,8 @@ class AgpisServer:
 
     def start(self) -> "AgpisServer":
         self.server.start()
-        self._metrics_httpd, self.metrics_port = metrics.serve(self.config.server.host, self.config.server.metrics_port)
+        self._metrics_httpd, self.metrics_port = metrics.serve(self.config.server.metrics_host,
+                                                               self.config.server.metrics_port)
         log.info("listening", extra={"address": self.address, "metrics_port": self.metrics_port})
         threading.Thread(target=self._load, name="model-loader", daemon=True).start()
         return self
@@ -314,7 +427,9 @@ class AgpisServer:
         grace = self.config.server.grace_s if grace is None else grace
         self._stopping.set()
         self.health.enter_graceful_shutdown()  # NOT_SERVING: load balancers stop sending
-        self.server.stop(grace).wait()
+        stopped = self.server.stop(grace)  # no new calls from here on
+        self.health.end_watches()  # else the grace period is spent waiting for them
+        stopped.wait()
         if self.review is not None:
             self.review.close()
         if self._metrics_httpd is not None:
@@ -322,11 +437,61 @@ class AgpisServer:
             self._metrics_httpd.server_close()
         log.info("stopped")
 
+    def reload_tokens(self) -> None:
+        """Re-read server.api_tokens_file (SIGHUP); a broken file keeps the tokens in use."""
+        if self.tokens is None:
+            return
+        try:
+            log.info("api tokens reloaded", extra={"tokens": self.tokens.load()})
+        except (OSError, ValueError) as e:
+            log.error("api tokens NOT reloaded; the previous ones stay in use", extra={"error": str(e)})
+
     def serve_forever(self) -> None:
-        """Block until SIGTERM/SIGINT, then stop gracefully."""
+        """Block until SIGTERM/SIGINT, then stop gracefully. SIGHUP re-reads the api tokens."""
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
+        signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=self.reload_tokens).start())
         stop.wait()
         log.info("signal received: draining in-flight calls", extra={"grace_s": self.config.server.grace_s})
         self.stop()
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _trim_heap() -> None:
+    """Hand the heap's free pages back to the system (glibc's malloc_trim) when no call is in
+    flight: what a burst of large requests freed would otherwise stay in the process's RSS."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _return_freed_memory_promptly() -> None:
+    """Have glibc give large freed blocks back to the system at once.
+
+    Decoding a large image allocates in blocks of up to 16 MB (PIL), and glibc raises its mmap
+    threshold each time such a block is freed, so later blocks come from per-thread heaps that
+    are never returned: 2 GB stayed held after ten large PNGs. A fixed threshold keeps blocks of
+    4 MB and more in their own mappings, unmapped when freed. Not glibc: nothing to do.
+    """
+    if _LIBC is not None:
+        _LIBC.mallopt(-3, 4 * 1024 * 1024)  # M_MMAP_THRESHOLD
+
+
+def _glibc():
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim, libc.mallopt  # noqa: B018 - both exist in glibc only
+        return libc
+    except (OSError, AttributeError):
+        return None
+
+
+_LIBC = _glibc()

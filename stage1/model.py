@@ -19,7 +19,7 @@ import numpy as np
 
 from agpis import rules
 from stage1.config import Stage1Config
-from stage1.types import (BoxMatch, CandidateImage, CandidateReport, DuplicatePair, Finding, Removal,
+from stage1.types import (MIN_SIDE, BoxMatch, CandidateImage, CandidateReport, DuplicatePair, Finding, Removal,
                           Stage1Result)
 
 FORMAT = "agpis-stage1-1"
@@ -342,7 +342,7 @@ def _validate(images: list[CandidateImage], k: int) -> None:
         if not isinstance(px, np.ndarray) or px.ndim != 3 or px.shape[2] != 3 or px.dtype != np.uint8:
             raise ValueError(f"candidate {im.id!r}: pixels must be (H, W, 3) uint8 RGB, got "
                              f"{getattr(px, 'shape', None)} {getattr(px, 'dtype', type(px).__name__)}")
-        if min(px.shape[:2]) < 8:
+        if min(px.shape[:2]) < MIN_SIDE:
             raise ValueError(f"candidate {im.id!r}: image of {px.shape[1]}x{px.shape[0]} px is too small to judge")
 
 

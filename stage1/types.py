@@ -7,6 +7,8 @@ from typing import Any, Callable, Protocol
 import numpy as np
 
 Box = tuple[int, int, int, int]  # (x0, y0, x1, y1) in the ORIGINAL image's pixels
+# Smaller images cannot be judged (the checks and the backbone need a few pixels a side).
+MIN_SIDE = 8
 
 
 @dataclass

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.service.conftest import queue_cfg, rclient, valkey  # noqa: F401 - shared fixtures
+from tests.service.helpers import with_token
 
 CHROMIUM = os.environ.get("AGPIS_CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
 # Flags from the machine notes: no sandbox as root, and no background traffic to a closed network.
@@ -51,4 +52,5 @@ def registry_server(registry, queue_cfg, reload_s: float):
     cfg.server.port, cfg.server.metrics_port = 0, -1
     cfg.queue = queue_cfg
     cfg.pipeline.registry, cfg.pipeline.reload_s = str(registry.root), reload_s
+    with_token(cfg)
     return cfg, AgpisServer(cfg).start().wait_ready(timeout=300)

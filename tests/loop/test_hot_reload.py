@@ -10,7 +10,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from agpis.loop.registry import Registry
 from agpis.v1 import agpis_pb2_grpc as pb_grpc
 from tests.loop.conftest import add_version, registry_server
-from tests.service.helpers import request
+from tests.service.helpers import connect, request
 
 
 def test_server_switches_to_the_promoted_version_without_failing_calls(queue_cfg, small_product, tmp_path):
@@ -22,7 +22,7 @@ def test_server_switches_to_the_promoted_version_without_failing_calls(queue_cfg
     stop = threading.Event()
 
     def client():
-        with grpc.insecure_channel(srv.address) as ch:
+        with connect(srv.address) as ch:
             stub, hstub = pb_grpc.SequenceServiceStub(ch), health_pb2_grpc.HealthStub(ch)
             while not stop.is_set():
                 try:

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 
-import grpc
 import pytest
 
 from agpis import rules
@@ -23,6 +22,7 @@ from agpis.v1 import agpis_pb2_grpc as pb_grpc
 from tests.conftest import ROOT
 from tests.loop.conftest import add_version, registry_server
 from tests.loop.test_review_ui import sign_in
+from tests.service.helpers import connect
 
 pytestmark = pytest.mark.slow
 
@@ -66,7 +66,7 @@ def test_generate_review_export_retrain_promote_serve(browser, queue_cfg, rclien
     try:
         # 1. The platform sends products; qualifying sequences are queued for review.
         products = {p["product_id"]: p for p in demo_products(60, seed=3, size=800)}
-        with grpc.insecure_channel(server.address) as ch:
+        with connect(server.address) as ch:
             stub = pb_grpc.SequenceServiceStub(ch)
             for p in products.values():
                 req = pb.GenerateSequenceRequest(product_id=p["product_id"], title=p["title"], category=p["category"],
@@ -109,7 +109,7 @@ def test_generate_review_export_retrain_promote_serve(browser, queue_cfg, rclien
         assert "promoted" in card and (registry.versions / new / "stage2" / "config.json").is_file()
 
         # 4. The running server answers with the promoted version, without a restart.
-        with grpc.insecure_channel(server.address) as ch:
+        with connect(server.address) as ch:
             stub = pb_grpc.SequenceServiceStub(ch)
             p = next(iter(products.values()))
             req = pb.GenerateSequenceRequest(product_id="after", title=p["title"],

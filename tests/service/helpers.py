@@ -2,12 +2,38 @@
 deadline, concurrency and shutdown tests) around the REAL stage 1 of a model version."""
 from __future__ import annotations
 
+import functools
+import tempfile
 import threading
 import time
+from pathlib import Path
 
+import grpc
+
+from agpis.client import open_channel
 from agpis.config import Config
 from agpis.pipeline import Pipeline
 from agpis.v1 import agpis_pb2 as pb
+
+
+TOKEN = "test-token-4f1c2a"  # the tests run with authentication on, as production does
+
+
+@functools.lru_cache(maxsize=None)
+def tokens_file() -> str:
+    path = Path(tempfile.mkdtemp(prefix="agpis-tokens-")) / "api-tokens"
+    path.write_text(f"# the test suite's token\n{TOKEN}\n")
+    return str(path)
+
+
+def with_token(cfg: Config) -> Config:
+    cfg.server.api_tokens_file = tokens_file()
+    return cfg
+
+
+def connect(address: str) -> grpc.Channel:
+    """A channel that sends the test token with every call."""
+    return open_channel(address, token=TOKEN)
 
 
 class SlowStage1:

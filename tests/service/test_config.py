@@ -5,11 +5,11 @@ from agpis import config
 
 def test_precedence_defaults_file_env_flags(tmp_path):
     f = tmp_path / "agpis.toml"
-    f.write_text('[server]\nport = 6000\nworkers = 3\n[pipeline]\nthreshold = 0.4\n[images]\nallowed_hosts = ["a.example"]\n')
+    f.write_text('[server]\nport = 6000\nmax_concurrent_rpcs = 3\n[pipeline]\nthreshold = 0.4\n[images]\nallowed_hosts = ["a.example"]\n')
     env = {"AGPIS_SERVER__PORT": "7000", "REDIS_URL": "redis://r:6379/0"}
     cfg = config.load(f, env=env, overrides=["server.port=8000"])
     assert cfg.server.port == 8000  # flag beats env beats file
-    assert cfg.server.workers == 3  # file beats default
+    assert cfg.server.max_concurrent_rpcs == 3  # file beats default
     assert cfg.pipeline.threshold == 0.4
     assert cfg.queue.redis_url == "redis://r:6379/0"
     assert cfg.images.allowed_hosts == ["a.example"]

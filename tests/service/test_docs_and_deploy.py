@@ -42,7 +42,10 @@ def test_kubernetes_manifests():
             kinds.setdefault(doc["kind"], []).append(doc)
     assert listed == {p.name for p in k8s.glob("*.yaml")} - {"kustomization.yaml"}
     assert {"Deployment", "Service", "HorizontalPodAutoscaler", "ConfigMap", "StatefulSet", "CronJob",
-            "PersistentVolumeClaim"} <= set(kinds)
+            "PersistentVolumeClaim", "NetworkPolicy"} <= set(kinds)
+    policy = kinds["NetworkPolicy"][0]["spec"]
+    assert policy["podSelector"]["matchLabels"] == {"app": "agpis"}
+    assert {p["port"] for rule in policy["ingress"] for p in rule["ports"]} == {50051, 9100}
     deployment = next(d for d in kinds["Deployment"] if d["metadata"]["name"] == "agpis")
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
@@ -55,11 +58,16 @@ def test_kubernetes_manifests():
     path.write_text(toml_text)
     cfg = config.load(path, env={})
     assert tomllib.loads(toml_text)["server"]["port"] == cfg.server.port == 50051
+    # It listens on 0.0.0.0, so it must name a tokens file, and the Deployment must mount it.
+    assert cfg.server.host == "0.0.0.0" and cfg.server.api_tokens_file.startswith("/etc/agpis-tokens/")
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert "/etc/agpis-tokens" in mounts
 
 
 def test_compose_file():
     compose = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())
     assert {"agpis", "redis"} <= set(compose["services"])
     assert compose["services"]["agpis"]["environment"]["REDIS_URL"].startswith("redis://redis:")
+    assert compose["services"]["agpis"]["environment"]["AGPIS_SERVER__API_TOKENS_FILE"].startswith("/run/secrets/")
     dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
     assert 'torch==2.13.0" .' in dockerfile and "--no-deps" in dockerfile

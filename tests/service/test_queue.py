@@ -68,12 +68,12 @@ def test_crashed_reviewer_entry_is_redelivered(queue_cfg, rclient):
     time.sleep(0.3)
     again = q.next("bob")  # the janitor handed it back
     assert again is not None and again.product_id == "p1" and again.deliveries == 1
+    added, entry = q.enqueue("p1", "h", payload("p1"))  # idempotency follows the re-delivered entry
+    assert not added and entry == again.entry_id
     with pytest.raises(NotPending, match="not awaiting a verdict"):
         q.verdict(held.entry_id, "crashing-reviewer", approved=True)  # the late verdict is refused
     q.verdict(again.entry_id, "bob", approved=True)
     assert q.stats()["decisions"] == 1 and q.stats()["in_review"] == 0
-    added, entry = q.enqueue("p1", "h", payload("p1"))  # idempotency follows the re-delivered entry
-    assert not added and entry == again.entry_id
 
 
 def test_poison_entry_goes_to_dead_letter(queue_cfg, rclient):
@@ -88,3 +88,34 @@ def test_poison_entry_goes_to_dead_letter(queue_cfg, rclient):
     assert s["dead_letter"] == 1 and s["in_review"] == 0
     dead = rclient.xrange(queue_cfg.dead_letter_stream)
     assert dead[0][1][b"product_id"] == b"p1" and dead[0][1][b"deliveries"] == b"3"
+
+
+def test_dead_lettered_product_can_be_queued_again(queue_cfg, rclient):
+    """Regression (issue 15, defect 5): after dead-lettering, the same product got
+    ALREADY_ENQUEUED with the id of a deleted entry, for the 400 days the key lives."""
+    queue_cfg.claim_idle_s, queue_cfg.max_deliveries = 0.05, 1
+    q = ReviewQueue(rclient, queue_cfg)
+    _, first = q.enqueue("p1", "h", payload("p1"))
+    assert q.next("vanishing-reviewer").entry_id == first
+    time.sleep(0.08)
+    assert q.janitor()["dead_lettered"] == 1
+    added, second = q.enqueue("p1", "h", payload("p1"))
+    assert added and second != first
+    assert rclient.xrange(queue_cfg.stream, second, second)  # names an entry that exists
+
+
+def test_decided_product_can_be_sent_to_review_again(queue_cfg, rclient):
+    q = ReviewQueue(rclient, queue_cfg)
+    _, first = q.enqueue("p1", "h", payload("p1"))
+    q.verdict(q.next("alice").entry_id, "alice", approved=False, rule="watermark", feedback="image 2 has a watermark")
+    added, second = q.enqueue("p1", "h", payload("p1"))  # the seller fixed it and sent it again
+    assert added and second != first and q.next("alice").entry_id == second
+
+
+def test_a_stale_dedup_key_never_names_a_missing_entry(queue_cfg, rclient):
+    """Keys left behind by dead-lettering before the fix point at deleted entries."""
+    q = ReviewQueue(rclient, queue_cfg)
+    q.ensure_group()
+    rclient.set(q.dedup_key("p1", "h"), "1-1", ex=60)
+    added, entry = q.enqueue("p1", "h", payload("p1"))
+    assert added and entry != "1-1"

