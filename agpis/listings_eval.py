@@ -473,8 +473,10 @@ def evaluate(args: argparse.Namespace) -> dict:
             write_section(args.out, f"listings-{split}", split_section(split, s, header, threshold))
     rates = {}
     for split in splits:
-        styles, split_of, _ = catalogue_listings(split, args.shared)
-        rates[split] = check_rates(pipe, [st for st in styles if split_of[st.style] == split])
+        styles, split_of, lists = catalogue_listings(split, args.shared)
+        chosen = {lst.style.style for lst in lists[:args.limit]} if args.limit else None
+        rates[split] = check_rates(pipe, [st for st in styles if split_of[st.style] == split
+                                          and (chosen is None or st.style in chosen)])
         summaries[split]["check_rates"] = rates[split]
     if not args.no_docs:
         write_section(args.out, "listings-checks", checks_section(rates, pipe.config.stage1.decisive_checks, header))
