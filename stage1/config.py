@@ -29,6 +29,12 @@ class Stage1Config:
     # photo among the candidates) look alike to a per-image model; stage 2 reads the title
     # and the other images and ranks them.
     alternative_primaries: int = 1
+    # The seller's first image is the main view they chose: it stays the primary (when it
+    # passes primary_threshold) unless another image's p_primary is higher by more than this.
+    # On real catalogue listings the per-image model often scores a back view within a few
+    # hundredths of the front (a model seen from behind looks alike at 224 px); the generated
+    # data shuffles candidates, so the models never learned the upload order themselves.
+    first_image_margin: float = 0.15
 
     # --- explainable checks (stage1/checks.py); a check's score is 0.5 at its threshold -------
     min_long_side: int = 500  # px, longest side of the uploaded image (Amazon/eBay minimum)

@@ -284,11 +284,16 @@ class LearnedStage1:
         return reports, removed, decisions
 
     def _choose_primary(self, reports, decisions) -> str | None:
-        """argmax p_primary among the images that are not removed; it must pass the threshold."""
+        """argmax p_primary among the images that are not removed; it must pass the threshold.
+        The seller's first image wins ties within `first_image_margin` (their chosen main view)."""
         eligible = [r for r, d in zip(reports, decisions) if not d["remove"]]
         if not eligible:
             return None
         best = max(eligible, key=lambda r: r.p_primary)
+        first = reports[0]
+        if first in eligible and first.p_primary > self.config.primary_threshold \
+                and best.p_primary - first.p_primary <= self.config.first_image_margin:
+            return first.id
         return best.id if best.p_primary > self.config.primary_threshold else None
 
     def _resolve_duplicates(self, found, images, patches, primary, reports, already: set[str]):

@@ -207,3 +207,27 @@ def test_duplicate_of_an_image_removed_for_another_rule_is_reported(model, produ
     (pair,) = res.duplicates
     assert {pair.id_a, pair.id_b} == {base.id, "marked"} and pair.removed_id == "marked"
     assert pair.score >= model.config.duplicate_threshold and pair.matches
+
+
+def test_the_sellers_first_image_stays_primary_within_the_margin():
+    """The first uploaded image is the seller's main view: a look-alike (a back view) scoring a
+    little higher does not replace it; one scoring much higher, or a first image below the
+    threshold, does; a removed first image never stays."""
+    from types import SimpleNamespace
+
+    from stage1.config import Stage1Config
+    from stage1.model import LearnedStage1
+    from stage1.types import CandidateReport
+
+    me = SimpleNamespace(config=Stage1Config(first_image_margin=0.15))
+
+    def choose(ps, removed=()):
+        reports = [CandidateReport(f"c{i}", p, 0.0) for i, p in enumerate(ps)]
+        decisions = [{"remove": i in removed} for i in range(len(ps))]
+        return LearnedStage1._choose_primary(me, reports, decisions)
+
+    assert choose([0.86, 0.92, 0.1]) == "c0"
+    assert choose([0.60, 0.95, 0.1]) == "c1"
+    assert choose([0.40, 0.45, 0.1]) is None
+    assert choose([0.45, 0.55, 0.1]) == "c1"
+    assert choose([0.90, 0.92, 0.1], removed={0}) == "c1"
