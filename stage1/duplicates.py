@@ -18,13 +18,25 @@ views of a product may share one look-alike region but nothing consistent around
 proposals to proposals instead needed EdgeBoxes to find the same boxes in both images, which
 at 128 px it often did not: crop/zoom recall at P=0.95 was 0.47.)
 
-The pair's score is the mean re-pooled cosine under the best transform, rescaled to [0, 1];
+Zoom crops and crops were the weak kind (real Magento val photos: 0 of 106 65-90% zoom crops
+found at precision 0.95): box matches place a zoom only to a cell, and a 1.5x zoom changes the
+pooled features. So transforms also come from the colour thumbnails (proposals.Proposals): each
+image, shrunk to 62-100% of its side and mirrored or not, is slid over the other
+(cv2.matchTemplate); that places a zoom, crop or mirror to about 1/32 of the frame, and a local
+search on the thumbnails refines it. The backbone's maps are nearly blind to hue, and a shop's
+colour variants are often one photo recoloured (63 val pairs of two colours' main photos: 48
+scored as duplicates), so a transform must also make the thumbnails agree in colour.
+
+The pair's score is the lower of the feature agreement (mean re-pooled cosine under the
+transform, rescaled to [0, 1] and saturating at `feature_full`) and the colour agreement (1 -
+the share of the foreground whose colour differs / `colour_share_zero`) for the best transform;
 the matched boxes are the explanation (paper Figure 3).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 
@@ -43,6 +55,25 @@ class DuplicateConfig:
     sure: float = 0.9  # a transform scoring this ends the search for the pair
     pair_gate: float = 0.78  # whole image vs best box of the other below this: not checked (score 0)
     max_matches_reported: int = 4
+    # Pair gate for zooms and crops: the whole of one image against every region of the other
+    # on the final map's 7 x 7 grid whose sides each keep at least region_min of the frame.
+    region_min: float = 0.6
+    # Colour check (thumbnails from proposals.Proposals; images without one are not checked):
+    # share of the foreground whose CIELAB difference exceeds colour_delta under the transform.
+    # Chosen on Magento val pairs (`python -m stage1.dupeval --real`): delta 20 with 2 px of
+    # slack let 19 of 21 front/back pairs through at 0.75; delta 12 with 1 px: 4, every copy
+    # still found (both without colour_angles). 1 px of slack keeps rotated copies duplicates.
+    colour_delta: float = 12.0
+    colour_slack: int = 1  # px of the thumbnail (3% of the frame) a colour may come from
+    colour_share_zero: float = 0.4  # colour score 1 - share / this: 0 when 40% of the foreground differs
+    # Small rotations tried for the final colour comparison (degrees): the old evaluation's
+    # 3-10 degree rotated copies stay duplicates.
+    colour_angles: tuple[float, ...] = (0.0, -6.0, 6.0)
+    colour_floor: float = 0.2  # rough colour score below which a transform is not checked further
+    colour_checked: int = 2  # best transforms whose colour comparison is refined
+    feature_full: float = 0.5  # feature score (re-pooled cosine 0.8) that counts as full agreement
+    # Side fractions at which each thumbnail is slid over the other (template_hypotheses).
+    zoom_scales: tuple[float, ...] = (0.62, 0.66, 0.7, 0.74, 0.78, 0.82, 0.86, 0.9, 0.94, 1.0)
 
 
 class PooledMaps:
@@ -52,6 +83,7 @@ class PooledMaps:
         side = int(round(len(final_tokens) ** 0.5))
         assert side * side == len(final_tokens), final_tokens.shape
         self.maps = [_integral(patch_map), _integral(final_tokens.reshape(side, side, -1))]
+        self.coarse_cells = side  # the final map's grid (7): regions snap to it
 
     def pool(self, boxes: np.ndarray) -> np.ndarray:
         """boxes (N, 4) normalised to [0, 1] -> (N, 576 + 1280) unit-norm features (each half
@@ -91,6 +123,15 @@ def _pool(integral: tuple[np.ndarray, int, int], boxes: np.ndarray) -> np.ndarra
     return sums / ((y1 - y0) * (x1 - x0)).astype(np.float32)[:, None]
 
 
+def regions(cells: int, min_side: float) -> np.ndarray:
+    """Every box (M, 4), normalised, whose edges lie on a grid of `cells` and whose sides each
+    keep at least `min_side` of the frame: the places a zoom or crop copy can have come from.
+    Cell-aligned because pooling rounds to cells anyway (7 cells: 36 boxes at 0.6)."""
+    edges = np.arange(cells + 1) / cells
+    spans = [(x0, x1) for x0 in edges for x1 in edges if x1 - x0 >= min_side - 1e-6]
+    return np.asarray([[x0, y0, x1, y1] for y0, y1 in spans for x0, x1 in spans], np.float32)
+
+
 @dataclass
 class ImagePatches:
     boxes: np.ndarray  # (N, 4) float32 x0, y0, x1, y1 in the image's pixels (as given)
@@ -101,15 +142,40 @@ class ImagePatches:
     # transform, in this image or mapped into it. An added overlay does not make a duplicate new
     # (docs/data.md, dup_group), but it lowers the mean agreement of every box that covers it.
     ignore: np.ndarray | None = None
+    # (T, T, 3) CIELAB thumbnail of the whole image (proposals.Proposals.colour); None: no check.
+    colour: np.ndarray | None = None
+    region_min: float = 0.6  # see DuplicateConfig.region_min
     feats: np.ndarray = field(init=False)  # (N, C) unit-norm box features
     norm_boxes: np.ndarray = field(init=False)  # boxes / size, in [0, 1]
 
     def __post_init__(self):
         w, h = self.size
+        if self.colour is None:
+            self.colour = getattr(self.boxes, "colour", None)
         self.norm_boxes = (np.asarray(self.boxes, np.float32) / np.array([w, h, w, h], np.float32))
         self.feats = self.maps.pool(self.norm_boxes)
         mask = ~self.touches_ignored(self.norm_boxes)
         self.check_boxes, self.check_feats = self.norm_boxes[mask], self.feats[mask]
+        self.regions = regions(self.maps.coarse_cells, self.region_min)
+        self.region_feats = self.maps.pool(self.regions)
+        self.foreground = _foreground(self.colour) if self.colour is not None else None
+        if self.colour is not None:  # thumbnail pixels inside added marks
+            n = self.colour.shape[0]
+            c = (np.arange(n, dtype=np.float32) + 0.5) / n
+            self.ignored = np.zeros((n, n), bool)
+            for x0, y0, x1, y1 in ([] if self.ignore is None else np.asarray(self.ignore, np.float32).reshape(-1, 4)):
+                self.ignored |= ((c >= y0) & (c <= y1))[:, None] & ((c >= x0) & (c <= x1))[None, :]
+        self._templates: dict[tuple[bool, float], np.ndarray] = {}
+
+    def template(self, flipped: bool, scale: float) -> np.ndarray:
+        """The colour thumbnail (mirrored or not) shrunk to `scale` of its side; cached, as
+        every pair of a request slides the same few."""
+        key = (flipped, scale)
+        if key not in self._templates:
+            src = self.colour[:, ::-1] if flipped else self.colour
+            m = int(round(scale * self.colour.shape[0]))
+            self._templates[key] = np.ascontiguousarray(cv2.resize(src, (m, m), interpolation=cv2.INTER_AREA))
+        return self._templates[key]
 
     def touches_ignored(self, boxes: np.ndarray) -> np.ndarray:
         """(N,) bool: which normalised boxes overlap an ignored region."""
@@ -135,6 +201,7 @@ class PairMatch:
     score: float  # in [0, 1]
     matches: list[tuple[int, int, float]] = field(default_factory=list)  # (box in i, box in j, cosine)
     flipped: bool = False
+    colour_difference: float = 0.0  # share of the foreground whose colour differs under the transform
 
 
 def _transforms(a: np.ndarray, b: np.ndarray, flipped: bool) -> np.ndarray:
@@ -190,32 +257,142 @@ def check_transforms(a: ImagePatches, b: ImagePatches, ts: np.ndarray, cfg: Dupl
     return [((float(s / c) if c else 0.0), int(c)) for s, c in zip(sums, counts)]
 
 
-def score_pair(a: ImagePatches, b: ImagePatches, candidates: list[tuple[int, int, float]],
-               cfg: DuplicateConfig) -> tuple[float, np.ndarray | None, bool]:
-    """Best verified transform among the top box matches -> (score in [0, 1], transform, flipped)."""
-    best = (0.0, None, False)
-    top = sorted(candidates, key=lambda m: -m[2])[: cfg.hypotheses]
-    if not top:
+def score_pair(a: ImagePatches, b: ImagePatches, ts: np.ndarray, flips: np.ndarray,
+               cfg: DuplicateConfig) -> tuple[float, np.ndarray | None, bool, float]:
+    """The best of the transform hypotheses ts (T, 4) a -> b -> (score in [0, 1], transform,
+    flipped, colour difference). A transform scores the lower of its feature agreement (every
+    proposal mapped and re-pooled, check_transforms) and its colour agreement (thumbnails, after
+    refining it to a thumbnail pixel): a copy agrees on both, a colour variant (the same photo
+    recoloured) only on features, a different view of the same silhouette on neither."""
+    best = (0.0, None, False, 0.0)
+    sx, sy = np.abs(ts[:, 0]), ts[:, 2]
+    ok = (np.maximum(sx, 1 / sx) <= cfg.max_scale) & (np.maximum(sy, 1 / sy) <= cfg.max_scale) & \
+         (np.maximum(sx / sy, sy / sx) <= cfg.max_anisotropy)
+    if not ok.any():
         return best
-    ia = np.array([m[0] for m in top])
-    ib = np.array([m[1] for m in top])
-    for flipped in (False, True):
-        ts = _transforms(a.norm_boxes[ia], b.norm_boxes[ib], flipped)
-        sx, sy = np.abs(ts[:, 0]), ts[:, 2]
-        ok = (np.maximum(sx, 1 / sx) <= cfg.max_scale) & (np.maximum(sy, 1 / sy) <= cfg.max_scale) & \
-             (np.maximum(sx / sy, sy / sx) <= cfg.max_anisotropy)
-        # Matches often agree on one transform (that is the point): check each distinct one once.
-        _, first = np.unique(np.round(ts[ok] / cfg.same_transform), axis=0, return_index=True)
-        distinct = ts[ok][np.sort(first)]
-        for t, (mean, n) in zip(distinct, check_transforms(a, b, distinct, cfg)):
-            if n < cfg.min_checked:
-                continue
-            score = float(np.clip((mean - cfg.sim_floor) / (1 - cfg.sim_floor), 0, 1))
-            if score > best[0]:
-                best = (score, t, flipped)
-            if best[0] >= cfg.sure:  # no other transform can change the verdict
-                return best
+    # Hypotheses often agree on one transform (that is the point): check each distinct one once.
+    _, first = np.unique(np.round(ts[ok] / cfg.same_transform), axis=0, return_index=True)
+    distinct, flipped = ts[ok][np.sort(first)], flips[ok][np.sort(first)]
+    rough = np.ones(len(distinct))
+    if a.colour is not None and b.colour is not None:
+        # Colours first (a remap per transform): most hypotheses of a non-duplicate pair end here,
+        # before the costlier re-pooling of every proposal.
+        rough = 1 - _colour_cost(a, b, distinct, cfg)[0] / cfg.colour_share_zero
+        keep = rough >= cfg.colour_floor
+        distinct, flipped, rough = distinct[keep], flipped[keep], rough[keep]
+    if not len(distinct):
+        return best
+    checked = check_transforms(a, b, distinct, cfg)
+    feat = np.array([(mean - cfg.sim_floor) / (1 - cfg.sim_floor) if n >= cfg.min_checked else 0.0
+                     for mean, n in checked])
+    # Features only have to be plausible: at a 65% zoom the re-pooled cosine of a true copy falls
+    # to ~0.8 (feature score ~0.5), while the thumbnails, once aligned, still agree pixel for pixel.
+    feat = np.clip(feat / cfg.feature_full, 0, 1)
+    if a.colour is None or b.colour is None:
+        h = int(np.argmax(feat))
+        return float(feat[h]), distinct[h], bool(flipped[h]), 0.0
+    for h in np.argsort(-np.minimum(feat, rough))[: cfg.colour_checked]:  # the best few, refined
+        if min(feat[h], 1.0) <= best[0]:
+            continue
+        share_h, t = colour_difference(a, b, distinct[h], cfg)
+        score = float(np.clip(min(feat[h], 1 - share_h / cfg.colour_share_zero), 0, 1))
+        if score > best[0]:
+            best = (score, t, bool(flipped[h]), share_h)
     return best
+
+
+def template_hypotheses(a: ImagePatches, b: ImagePatches, cfg: DuplicateConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Zoom and crop transforms found on the colour thumbnails: each image, shrunk to each of
+    cfg.zoom_scales of its side (and mirrored), slid over the other (cv2.matchTemplate, squared
+    difference per pixel); the best place per direction and mirror -> (transforms a -> b (H, 4),
+    flipped (H,)). The feature maps (14 cells a side) only place a zoom to about a cell, and a
+    65% zoom moves every cell's content by a third of its size, which pooled features blur."""
+    if a.colour is None or b.colour is None:
+        return np.zeros((0, 4), np.float32), np.zeros(0, bool)
+    n = a.colour.shape[0]
+    whole = np.array([[0, 0, 1, 1]], np.float32)
+    ts, flips = [], []
+    for big, small, small_is_b in ((a, b, True), (b, a, False)):
+        for flipped in (False, True):
+            best = (np.inf, None)
+            for s in cfg.zoom_scales:
+                tmpl = small.template(flipped, s)
+                m = tmpl.shape[0]
+                res = cv2.matchTemplate(big.colour, tmpl, cv2.TM_SQDIFF)
+                lo, _, (x, y), _ = cv2.minMaxLoc(res)
+                if lo / (m * m) < best[0]:
+                    best = (lo / (m * m), np.array([[x / n, y / n, (x + m) / n, (y + m) / n]], np.float32))
+            region = best[1]
+            box_a, box_b = (region, whole) if small_is_b else (whole, region)
+            ts.append(_transforms(box_a, box_b, flipped)[0])
+            flips.append(flipped)
+    return np.array(ts, np.float32), np.array(flips)
+
+
+def _colour_cost(a: ImagePatches, b: ImagePatches, ts: np.ndarray, cfg: DuplicateConfig,
+                 with_share: bool = True, angle: float = 0.0) -> tuple[np.ndarray | None, np.ndarray]:
+    """For transforms ts (T, 4) a -> b: (share of the compared foreground whose CIELAB
+    difference exceeds colour_delta, mean clipped difference) per transform. Compared: b's
+    thumbnail pixels that t maps from inside a and that are not white in either image."""
+    n, m = b.colour.shape[0], a.colour.shape[0]
+    c = (np.arange(n, dtype=np.float32) + 0.5) / n
+    warped = np.empty((len(ts), n, n, 3), np.float32)
+    inside = np.empty((len(ts), n, n), bool)
+    for k, (sx, tx, sy, ty) in enumerate(ts):  # axis-aligned: one remap per transform
+        u, v = (c - tx) / sx, (c - ty) / sy  # b's pixel centres in a's normalised coordinates
+        map_x = np.broadcast_to((u * m - 0.5).astype(np.float32), (n, n))
+        map_y = np.broadcast_to((v * m - 0.5).astype(np.float32)[:, None], (n, n))
+        warped[k] = cv2.remap(a.colour, np.ascontiguousarray(map_x), np.ascontiguousarray(map_y), cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_REPLICATE)
+        inside[k] = ((v >= 0) & (v <= 1))[:, None] & ((u >= 0) & (u <= 1))[None, :]
+        if angle:
+            r = cv2.getRotationMatrix2D((n / 2 - 0.5, n / 2 - 0.5), angle, 1.0)
+            warped[k] = cv2.warpAffine(warped[k], r, (n, n), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            inside[k] = cv2.warpAffine(inside[k].astype(np.uint8), r, (n, n), flags=cv2.INTER_NEAREST) > 0
+    fg = inside & (b.foreground[None] | _foreground(warped)) & ~b.ignored[None]  # added marks: not compared
+    delta = np.sqrt(((warped - b.colour[None]) ** 2).sum(3))
+    count = fg.sum((1, 2))
+    few = count < 0.02 * n * n  # nothing to compare (a blank frame): no verdict
+    cost = np.where(few, 0.0, (np.minimum(delta, 2 * cfg.colour_delta) * fg).sum((1, 2)) / np.maximum(count, 1))
+    if not with_share:
+        return None, cost
+    # A pixel agrees when its colour lies within the range of a's colours around where t puts
+    # it (cfg.colour_slack px either way): a small rotation, or a transform a pixel off, moves
+    # edges by a pixel or two; a recoloured product differs everywhere inside its outline.
+    kernel = np.ones((2 * cfg.colour_slack + 1,) * 2, np.uint8)
+    lo = np.stack([cv2.erode(w, kernel) for w in warped])
+    hi = np.stack([cv2.dilate(w, kernel) for w in warped])
+    off = np.maximum(lo - b.colour[None], 0) + np.maximum(b.colour[None] - hi, 0)
+    # ... and the other way round: a print on one image that the other lacks is off either way.
+    lo_b, hi_b = cv2.erode(b.colour, kernel), cv2.dilate(b.colour, kernel)
+    off = np.maximum(off, np.maximum(lo_b[None] - warped, 0) + np.maximum(warped - hi_b[None], 0))
+    share = ((np.sqrt((off ** 2).sum(3)) > cfg.colour_delta) & fg).sum((1, 2)) / np.maximum(count, 1)
+    return np.where(few, 0.0, share), cost
+
+
+def colour_difference(a: ImagePatches, b: ImagePatches, t: np.ndarray, cfg: DuplicateConfig) -> tuple[float, np.ndarray]:
+    """The transform t (a -> b) refined on the colour thumbnails (the feature maps place it to
+    about a cell, 1/14 of the frame, too coarse to compare pixels), and the share of the
+    foreground whose colour still differs under it -> (share, refined t). A copy lines up
+    everywhere; a colour variant (the same photo recoloured) differs on the whole product."""
+    if a.colour is None or b.colour is None:
+        return 0.0, t
+    n = b.colour.shape[0]
+    for step in (1.0 / n,):  # hypotheses are placed to about a thumbnail pixel: 27 candidates around t
+        d = np.array([-step, 0, step], np.float32)
+        k = 1 + np.array([-step, 0, step], np.float32)
+        kk, dx, dy = (g.ravel() for g in np.meshgrid(k, d, d, indexing="ij"))
+        sx, tx, sy, ty = t  # scale about b's centre by kk, then shift by (dx, dy)
+        ts = np.stack([sx * kk, kk * (tx - 0.5) + 0.5 + dx, sy * kk, kk * (ty - 0.5) + 0.5 + dy], 1)
+        t = ts[int(np.argmin(_colour_cost(a, b, ts, cfg, with_share=False)[1]))]
+    # A copy may also be turned a few degrees (the share then counts the frame's rotated edges):
+    # the lowest share over cfg.colour_angles, rotating a's warped thumbnail about b's centre.
+    return min(float(_colour_cost(a, b, t[None], cfg, angle=angle)[0][0]) for angle in cfg.colour_angles), t
+
+
+def _foreground(lab: np.ndarray) -> np.ndarray:
+    """Not studio white: darker than L 90 or visibly coloured."""
+    return (lab[..., 0] < 90) | (np.abs(lab[..., 1]) + np.abs(lab[..., 2]) > 10)
 
 
 def find_duplicates(images: list[ImagePatches], cfg: DuplicateConfig | None = None) -> list[PairMatch]:
@@ -252,23 +429,38 @@ def find_duplicates(images: list[ImagePatches], cfg: DuplicateConfig | None = No
         pairs.setdefault((i, j), {})[(a, b)] = s_
     out = []
     for (i, j), found in sorted(pairs.items()):
+        a_im, b_im = images[i], images[j]
+        # The whole of one image against every large region of the other: a zoom's whole image
+        # resembles the region it came from more than any proposal of it.
+        reg_s = np.r_[a_im.region_feats @ b_im.feats[0], b_im.region_feats @ a_im.feats[0]]
         # Cheap gate before the costly check: a duplicate's whole image resembles some region of
         # the other (>= 0.79 for 99% of the evaluation duplicates; 68% of non-duplicates fall below).
-        a_im, b_im = images[i], images[j]
-        whole = max(float((b_im.feats @ a_im.feats[0]).max()), float((a_im.feats @ b_im.feats[0]).max()))
+        whole = max(float((b_im.feats @ a_im.feats[0]).max()), float((a_im.feats @ b_im.feats[0]).max()),
+                    float(reg_s.max()) if len(reg_s) else 0.0)
         if whole < cfg.pair_gate:
             continue
-        candidates = [(a, b, s) for (a, b), s in found.items()]
-        score, t, flipped = score_pair(images[i], images[j], candidates, cfg)
+        candidates = sorted(((a, b, s) for (a, b), s in found.items()), key=lambda m: -m[2])
+        top = candidates[: cfg.hypotheses]
+        # First the thumbnails' zoom/crop/mirror placements; then, unless one is already sure,
+        # the best box matches (they also catch what the thumbnails cannot: a small rotation).
+        best = score_pair(a_im, b_im, *template_hypotheses(a_im, b_im, cfg), cfg)
+        if best[0] < cfg.sure and top:
+            box_a = a_im.norm_boxes[[m[0] for m in top]]
+            box_b = b_im.norm_boxes[[m[1] for m in top]]
+            # A box match says nothing about mirroring: each proposes both.
+            ts = np.concatenate([_transforms(box_a, box_b, False), _transforms(box_a, box_b, True)])
+            flips = np.r_[np.zeros(len(top), bool), np.ones(len(top), bool)]
+            best = max(best, score_pair(a_im, b_im, ts, flips, cfg), key=lambda r: r[0])
+        score, t, flipped, colour = best
         matches = []
-        if t is not None:  # report the strongest matches that the winning transform explains
-            for a, b, s in sorted(candidates, key=lambda m: -m[2]):
-                mapped = _apply(t, images[i].norm_boxes[[a]])[0]
-                if _iou(mapped, images[j].norm_boxes[b]) >= 0.5:
+        if t is not None:
+            for a, b, s in candidates:  # report the strongest matches that the winning transform explains
+                mapped = _apply(t, a_im.norm_boxes[[a]])[0]
+                if _iou(mapped, b_im.norm_boxes[b]) >= 0.5:
                     matches.append((a, b, s))
                 if len(matches) == cfg.max_matches_reported:
                     break
-        out.append(PairMatch(i, j, score, matches, flipped))
+        out.append(PairMatch(i, j, score, matches, flipped, colour))
     return out
 
 

@@ -35,6 +35,30 @@ class ProposalConfig:
     window_step: float = 0.15
 
 
+class Proposals(np.ndarray):
+    """Boxes (N, 4) as `propose` returns them, also carrying `colour`: the image's colour
+    thumbnail (THUMB x THUMB x 3 CIELAB, the whole image squashed to a square like the backbone's
+    input, so normalised box coordinates index it). The backbone's maps are nearly blind to hue:
+    a shop's colour variants are often ONE photo recoloured (Magento: 48 of 63 val pairs of two
+    colours' main photos scored >= 0.75), and only pixels tell them apart. The thumbnail rides on
+    the boxes so that every caller that hands proposals to `duplicates.image_patches` passes it."""
+
+    colour: np.ndarray | None = None
+
+    def __array_finalize__(self, obj):
+        self.colour = getattr(obj, "colour", None)
+
+
+THUMB = 32  # px: colour is compared on regions of a few % of the frame, not on detail
+
+
+def colour_thumbnail(pixels: np.ndarray) -> np.ndarray:
+    """RGB uint8 (any size) -> (THUMB, THUMB, 3) float32 CIELAB (L 0-100), lightly blurred so that
+    a transform off by a pixel still compares like with like."""
+    small = cv2.resize(pixels, (THUMB, THUMB), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+    return cv2.GaussianBlur(cv2.cvtColor(small, cv2.COLOR_RGB2Lab), (3, 3), 0)
+
+
 def windows(fractions: tuple[float, ...], step: float) -> np.ndarray:
     """A grid of windows (M, 4) in normalised coordinates: for each side fraction f, positions
     every `step` from 0 to 1 - f in both directions (the last one flush with the far edge)."""
@@ -67,8 +91,8 @@ def edge_maps(gray: np.ndarray, cfg: ProposalConfig) -> tuple[np.ndarray, np.nda
 
 
 def propose(pixels: np.ndarray, cfg: ProposalConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """RGB (H, W, 3) uint8 -> (boxes (N, 4) float32 x0, y0, x1, y1 in `pixels` coordinates,
-    scores (N,)). The whole image is always proposal 0 (score 1): a whole-image duplicate must
+    """RGB (H, W, 3) uint8 -> (boxes (N, 4) float32 x0, y0, x1, y1 in `pixels` coordinates, as
+    `Proposals` with the image's colour thumbnail; scores (N,)). The whole image is always proposal 0 (score 1): a whole-image duplicate must
     match even when EdgeBoxes finds nothing on a plain product shot. Then the EdgeBoxes boxes
     (their scores), then the fixed windows (score 0)."""
     cfg = cfg or ProposalConfig()
@@ -88,5 +112,6 @@ def propose(pixels: np.ndarray, cfg: ProposalConfig | None = None) -> tuple[np.n
         boxes += list(np.clip(xyxy, 0, [w, h, w, h]))
         out_scores += list(np.asarray(scores, np.float32).ravel())
     grid = windows(cfg.window_fractions, cfg.window_step) * np.array([w, h, w, h], np.float32)
-    return (np.concatenate([np.stack(boxes), grid]).astype(np.float32),
-            np.concatenate([np.asarray(out_scores, np.float32), np.zeros(len(grid), np.float32)]))
+    out = np.concatenate([np.stack(boxes), grid]).astype(np.float32).view(Proposals)
+    out.colour = colour_thumbnail(small)
+    return out, np.concatenate([np.asarray(out_scores, np.float32), np.zeros(len(grid), np.float32)])

@@ -147,3 +147,98 @@ def test_phash_and_recall_at_precision():
     assert r == pytest.approx(2 / 3) and t == pytest.approx(0.8)
     r, t = recall_at_precision(scores, labels, 0.7)
     assert r == 1.0 and t == pytest.approx(0.6)
+
+
+# --- zoom crops, mirrors, colour variants and other views of one drawn product -----------------
+
+def garment(seed: int, colour=(40, 90, 170), back: bool = False, size: int = 400) -> np.ndarray:
+    """A drawn striped T-shirt on white; the front carries a print (shapes and a word) that the
+    back lacks. Same seed, same print."""
+    rng = np.random.default_rng(seed)
+    s = size / 400
+    im = np.full((size, size, 3), 255, np.uint8)
+    body = (np.array([[120, 60], [170, 45], [230, 45], [280, 60], [340, 120], [300, 160], [285, 145],
+                      [285, 360], [115, 360], [115, 145], [100, 160], [60, 120]]) * s).astype(np.int32)
+    mask = np.zeros((size, size), np.uint8)
+    cv2.fillPoly(mask, [body], 255)
+    tex = np.full_like(im, colour)
+    for y in range(int(50 * s), int(360 * s), int(14 * s)):  # knitted stripes
+        cv2.line(tex, (0, y), (size, y + int(6 * s)), tuple(int(c * 0.7) for c in colour), max(1, int(3 * s)))
+    if not back:
+        for _ in range(6):
+            c = tuple(int(v) for v in rng.integers(0, 255, 3))
+            x, y = (int(v) for v in rng.integers(int(150 * s), int(250 * s), 2))
+            if rng.random() < 0.5:
+                cv2.circle(tex, (x, y + int(40 * s)), int(rng.integers(10, 30) * s), c, -1)
+            else:
+                cv2.rectangle(tex, (x - int(20 * s), y), (x + int(20 * s), y + int(50 * s)), c, -1)
+        cv2.putText(tex, "AGPIS", (int(150 * s), int(300 * s)), cv2.FONT_HERSHEY_SIMPLEX, 1.2 * s, (250, 250, 250),
+                    max(1, int(3 * s)))
+    im[mask > 0] = tex[mask > 0]
+    return im
+
+
+def zoom_crop(im: np.ndarray, keep: float, cx: float, cy: float) -> np.ndarray:
+    """`keep` of each side around (cx, cy) (normalised), resized back to the image's size."""
+    h, w = im.shape[:2]
+    cw, ch = int(w * keep), int(h * keep)
+    x0, y0 = int(np.clip(cx * w - cw / 2, 0, w - cw)), int(np.clip(cy * h - ch / 2, 0, h - ch))
+    return cv2.resize(im[y0:y0 + ch, x0:x0 + cw], (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def pair_score(backbone, a: np.ndarray, b: np.ndarray) -> float:
+    found = find_duplicates(patches(backbone, [a, b]))
+    return found[0].score if found else 0.0
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_zoom_crop_and_mirror_of_a_garment_are_duplicates(backbone, seed):
+    thr = Stage1Config().duplicate_threshold
+    a = garment(seed)
+    assert pair_score(backbone, a, zoom_crop(a, 0.7, 0.45, 0.55)) >= thr  # 0.47-0.51 before the thumbnail search
+    assert pair_score(backbone, a, a[:, ::-1].copy()) >= thr
+    # A 65% zoom (0.40-0.50 before) at least outscores the garment's own back view.
+    assert pair_score(backbone, a, zoom_crop(a, 0.65, 0.5, 0.5)) > pair_score(backbone, a, garment(seed, back=True))
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_back_view_and_colour_variant_of_a_garment_are_not(backbone, seed):
+    thr = Stage1Config().duplicate_threshold
+    a = garment(seed)
+    assert pair_score(backbone, a, garment(seed, back=True)) < thr
+    # The same photo recoloured (a shop's colour variant): 0.83 before the colour check.
+    assert pair_score(backbone, a, garment(seed, colour=(170, 60, 60))) < thr
+
+
+def test_template_hypotheses_find_the_zoom(backbone):
+    """The thumbnail search places a 70% zoom crop to within a few % of the frame."""
+    from stage1.duplicates import template_hypotheses
+
+    a = garment(1)
+    ims = patches(backbone, [a, zoom_crop(a, 0.7, 0.5, 0.5)])
+    ts, flips = template_hypotheses(ims[0], ims[1], DuplicateConfig())
+    t = ts[0]  # a's region whose zoom is b, not mirrored
+    assert not flips[0]
+    assert t[0] == pytest.approx(1 / 0.7, rel=0.08) and t[2] == pytest.approx(1 / 0.7, rel=0.08)
+    assert -t[1] / t[0] == pytest.approx(0.15, abs=0.04)  # b's left edge in a's coordinates
+
+
+@pytest.mark.shared
+@pytest.mark.slow
+def test_real_magento_copies_found_and_other_views_not(backbone, shared_dir):
+    """Real studio photos of one test style (../shared, read in place): a 70% zoom crop and a
+    mirror of the main photo are duplicates; its back view, its close-up and another colour's main
+    photo are not."""
+    from agpis.data import catalogue
+
+    styles = {s.style: s for s in catalogue.magento(shared_dir / "data")}
+    style = styles["MH01"]  # Chaz Kangeroo Hoodie: gray has front, back and close-up photos
+    photos = {(im.colour, im.view): im.path for ims in style.colours.values() for im in ims}
+    from stage1.dupeval import _load
+
+    main = _load(photos[("gray", "front")])
+    thr = Stage1Config().duplicate_threshold
+    assert pair_score(backbone, main, zoom_crop(main, 0.7, 0.5, 0.45)) >= thr
+    assert pair_score(backbone, main, main[:, ::-1].copy()) >= thr
+    for other in (("gray", "back"), ("gray", "detail"), ("black", "front")):
+        assert pair_score(backbone, main, _load(photos[other])) < thr, other
