@@ -28,10 +28,12 @@ class Stage1Config:
     # How many candidate sequences stage 1 proposes for stage 2 to rank.
     max_sequences: int = 4
     # Runner-up primaries (above primary_threshold, not removed) that also lead proposed
-    # sequences (max_sequences // 2 each): two main photos in one listing (another colour's
-    # photo among the candidates) look alike to a per-image model; stage 2 reads the title
-    # and the other images and ranks them.
-    alternative_primaries: int = 1
+    # sequences (max_sequences // 2 each), for stage 2 to rank: meant for two look-alike main
+    # photos (another colour's photo among the candidates). Off by default: on the real val
+    # listings (`agpis eval listings`) stage 2 then often preferred a back view first
+    # (primary = main view fell from 11/11 to 10/11 on val, 7/12 on test, with no fewer other
+    # colours reaching the queue).
+    alternative_primaries: int = 0
     # The seller's first image is the main view they chose: it stays the primary (when it
     # passes primary_threshold) unless another image's p_primary is higher by more than this.
     # On real catalogue listings the per-image model often scores a back view within a few
