@@ -34,6 +34,18 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print the gRPC response's JSON form")
     p.set_defaults(func=cmd_generate)
 
+    p = sub.add_parser("batch", help="a whole catalogue on Ray Data: resumable, Parquet out, QUEUED to review")
+    add_config_flags(p)
+    p.add_argument("input", metavar="INPUT",
+                   help="JSONL, CSV or Parquet: product_id, title, optional category, images (paths or URIs)")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR",
+                   help="output directory of Parquet files; a re-run with the same DIR skips what is written")
+    p.add_argument("--address", default="",
+                   help="Ray cluster address (else $RAY_ADDRESS, batch.address; none: Ray in-process)")
+    p.add_argument("--skip-review", action="store_true", help="a dry run: nothing is added to the review queue")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_batch)
+
     p = sub.add_parser("review", help="review queued sequences from the terminal")
     add_config_flags(p)
     p.add_argument("--reviewer", default=None, help="your reviewer name (default: $AGPIS_REVIEWER or $USER)")
@@ -158,6 +170,18 @@ def summary(d) -> str:
 
     head = f"{d.product_id}: {d.status}  p_qualified={d.p_qualified:.3f} (threshold {d.threshold})"
     return "\n".join([head] + describe(decision_to_proto(d)))
+
+
+# -- batch ---------------------------------------------------------------------------------------
+def cmd_batch(args) -> int:
+    cfg = load_config(args)
+    _setup_logs(cfg, quiet=True)
+    from agpis.batch import format_summary, run_batch
+
+    result = run_batch(cfg, args.input, args.out, address=args.address, review=not args.skip_review,
+                       progress=not args.no_progress)
+    print(format_summary(result))
+    return 0
 
 
 # -- review --------------------------------------------------------------------------------------

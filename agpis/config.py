@@ -95,6 +95,27 @@ class PipelineConfig:
 
 
 @dataclass
+class BatchConfig:
+    # `agpis batch` (agpis/batch.py) on Ray Data. A Ray cluster address ("auto", "ray://host:10001");
+    # empty: Ray started in-process on this machine. $RAY_ADDRESS and --address override it.
+    address: str = ""
+    # Pipeline actors (each loads the models once). Their CPUs are fractional on purpose: on 2
+    # cores, 2 actors of 1 CPU plus a read task ask for 3 CPUs and the dataset stalls forever
+    # (FACTS.md, "Measured 2026-11-29"). actors * actor_cpus + read_cpus must fit the smallest node.
+    actors: int = 2
+    actor_cpus: float = 0.8
+    read_cpus: float = 0.2  # one image-reading task
+    # Products handed to an actor at once (one Ray Data batch).
+    batch_size: int = 8
+    # Torch/ONNX threads inside one actor: the actors already share the cores between them.
+    threads_per_actor: int = 1
+    # Output rows are written in Parquet files of this many rows, or every flush_s seconds;
+    # a killed job redoes at most the rows not yet written.
+    rows_per_file: int = 500
+    flush_s: float = 30.0
+
+
+@dataclass
 class LogConfig:
     level: str = "INFO"  # DEBUG, INFO, WARNING, ERROR
     json: bool = True  # one JSON object per line (false: plain text for a terminal)
@@ -108,6 +129,7 @@ class Config:
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     stage1: Stage1Config = field(default_factory=Stage1Config)
     stage2: Stage2Config = field(default_factory=Stage2Config)
+    batch: BatchConfig = field(default_factory=BatchConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
 
