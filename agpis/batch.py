@@ -364,7 +364,12 @@ def run_batch(cfg: Config, input_path: str, out: str | Path, address: str = "", 
     t0 = time.perf_counter()
     try:
         # Ray Data's own bars count blocks per operator; ours below counts products (products/s, ETA).
-        ray.data.DataContext.get_current().enable_progress_bars = False
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False
+        # Ray 2.60's new file reads list files in a task of 1 whole CPU, whatever num_cpus says: beside
+        # actors of fractional CPUs it never fits (a node of 1 CPU, or 2 cores with 2 actors of 0.8)
+        # and the job stalls. The classic reads honour read_cpus.
+        ctx.use_datasource_v2 = False
         raw = read_catalogue(input_path, cfg.batch.read_cpus)
         total = count_rows(input_path, raw)
         ds = raw.map_batches(read_images, fn_kwargs={"done": frozenset(done), "base": base, "cfg": cfg},

@@ -79,6 +79,15 @@ def register_bench(sub) -> None:
     add_bench_args(p)
 
 
+    p = sub.add_parser("batch", help="`agpis batch` (Ray Data) against `agpis generate --batch`; a large catalogue")
+    add_config_flags(p)
+    p.add_argument("--products", type=int, default=200, help="products for the comparison of the two commands")
+    p.add_argument("--catalogue", type=int, default=0,
+                   help="then a catalogue of this many products (100000 in the issue) with memory sampled; 0: skip")
+    p.add_argument("--no-doc", action="store_true", help="do not write docs/benchmarks.md")
+    p.set_defaults(func=cmd_bench_batch)
+
+
 def add_bench_args(p: argparse.ArgumentParser) -> None:
     add_config_flags(p)
     p.add_argument("--address", help="host:port of a running server")
@@ -283,6 +292,12 @@ def cmd_demo(args) -> int:
 
 
 # -- bench -----------------------------------------------------------------------------------------
+def cmd_bench_batch(args) -> int:
+    from agpis.batchbench import run_bench
+
+    return run_bench(load_config(args), args)
+
+
 def cmd_bench(args) -> int:
     from agpis.bench import run_bench
 
