@@ -77,18 +77,18 @@ class BadRow(ValueError):
 
 
 # -- reading the catalogue (Ray Data read tasks) ----------------------------------------------------
-def read_catalogue(path: str, read_cpus: float):
+def read_catalogue(path: str, read_cpus: float, blocks: int | None = None):
     """INPUT as a Dataset of raw rows. JSONL is read as lines of text and parsed in our own task,
     so that one malformed line becomes one ERROR row instead of failing the whole read."""
     import ray
 
     name = path.lower()
     if name.endswith((".jsonl", ".json", ".ndjson")):
-        return ray.data.read_text(path, num_cpus=read_cpus)
+        return ray.data.read_text(path, num_cpus=read_cpus, override_num_blocks=blocks)
     if name.endswith(".csv"):
-        return ray.data.read_csv(path, num_cpus=read_cpus)
+        return ray.data.read_csv(path, num_cpus=read_cpus, override_num_blocks=blocks)
     if name.endswith(".parquet") or Path(path).is_dir():
-        return ray.data.read_parquet(path, num_cpus=read_cpus)
+        return ray.data.read_parquet(path, num_cpus=read_cpus, override_num_blocks=blocks)
     raise ValueError(f"{path}: INPUT must be .jsonl, .csv or .parquet (or a directory of Parquet files)")
 
 
@@ -317,11 +317,23 @@ class BatchResult:
     skipped: int = 0  # already in --out before this run
     repeated: int = 0  # input rows whose product was already written (repeats in INPUT)
     wall_s: float = 0.0
+    # Seconds from the start to the first and to the last product written: their rate leaves out
+    # the start-up (Ray, models), which a catalogue pays once.
+    first_s: float = 0.0
+    last_s: float = 0.0
     summary: dict[str, Any] = field(default_factory=dict)
 
     @property
     def products_per_s(self) -> float:
         return self.new / self.wall_s if self.wall_s else 0.0
+
+    @property
+    def steady_per_s(self) -> float:
+        return (self.new - 1) / (self.last_s - self.first_s) if self.new > 1 and self.last_s > self.first_s else 0.0
+
+    def run_stats(self) -> dict[str, float]:
+        return {"new": self.new, "skipped": self.skipped, "repeated": self.repeated, "wall_s": round(self.wall_s, 2),
+                "products_per_s": round(self.products_per_s, 3), "steady_per_s": round(self.steady_per_s, 3)}
 
 
 def _init_ray(address: str) -> bool:
@@ -372,6 +384,10 @@ def run_batch(cfg: Config, input_path: str, out: str | Path, address: str = "", 
         ctx.use_datasource_v2 = False
         raw = read_catalogue(input_path, cfg.batch.read_cpus)
         total = count_rows(input_path, raw)
+        # Blocks of batch_size products (a file is otherwise read as a few large blocks): the image
+        # reads run as many tasks and every actor gets work as soon as it is free. Not repartition():
+        # its tasks take a whole CPU and stall beside the actors, as the listing above does.
+        raw = read_catalogue(input_path, cfg.batch.read_cpus, blocks=max(1, -(-total // cfg.batch.batch_size)))
         ds = raw.map_batches(read_images, fn_kwargs={"done": frozenset(done), "base": base, "cfg": cfg},
                              batch_size=cfg.batch.batch_size, batch_format="pyarrow", num_cpus=cfg.batch.read_cpus)
         ds = ds.map_batches(Decide, fn_constructor_args=(cfg,), batch_size=cfg.batch.batch_size,
@@ -398,6 +414,8 @@ def run_batch(cfg: Config, input_path: str, out: str | Path, address: str = "", 
                         row["review_state"], row["review_entry_id"] = info.state, info.entry_id
                     writer.add(row)
                     result.new += 1
+                    result.last_s = time.perf_counter() - t0
+                    result.first_s = result.first_s or result.last_s
             writer.flush()
     finally:
         if sender is not None:
@@ -406,14 +424,15 @@ def run_batch(cfg: Config, input_path: str, out: str | Path, address: str = "", 
             ray.shutdown()
     result.wall_s = time.perf_counter() - t0
     result.summary = summarize(out)
-    (out / "_summary.json").write_text(json.dumps(result.summary, indent=2))
+    (out / "_summary.json").write_text(json.dumps({**result.summary, "last_run": result.run_stats()}, indent=2))
     return result
 
 
 def format_summary(result: BatchResult) -> str:
     s = result.summary
     lines = [f"{result.out}: {s['products']} products ({result.new} new in {result.wall_s:.1f} s, "
-             f"{result.products_per_s:.2f} products/s; {result.skipped} already written"
+             f"{result.products_per_s:.2f} products/s, {result.steady_per_s:.2f} after start-up; "
+             f"{result.skipped} already written"
              + (f"; {result.repeated} repeated in INPUT, written once" if result.repeated else "") + ")"]
     lines.append("status: " + ", ".join(f"{k} {v}" for k, v in sorted(s["status"].items())))
     for key, title in (("rejected_by_rule", "rejected by rule"), ("terminated_by_reason", "terminated by reason"),
