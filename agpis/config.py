@@ -96,23 +96,21 @@ class PipelineConfig:
 
 @dataclass
 class BatchConfig:
-    # `agpis batch` (agpis/batch.py) on Ray Data. A Ray cluster address ("auto", "ray://host:10001");
-    # empty: Ray started in-process on this machine. $RAY_ADDRESS and --address override it.
+    # `agpis batch` (agpis/batch.py) on Ray Data: a Ray cluster address ("auto", "ray://host:10001");
+    # empty: Ray started in-process on this machine. --address and $RAY_ADDRESS come first.
     address: str = ""
-    # Pipeline actors (each loads the models once). Their CPUs are fractional on purpose: on 2
-    # cores, 2 actors of 1 CPU plus a read task ask for 3 CPUs and the dataset stalls forever
-    # (FACTS.md, "Measured 2026-11-29"). actors * actor_cpus + read_cpus must fit the smallest node.
+    # Pipeline actors, each loading the models once (on a cluster: about 2 per 2-CPU worker).
     actors: int = 2
+    # CPUs Ray reserves per actor; fractional on purpose: on 2 cores, 2 actors of 1 CPU plus a read
+    # task ask for 3 CPUs and the job stalls forever (FACTS.md). Leave read_cpus free on each node.
     actor_cpus: float = 0.8
-    read_cpus: float = 0.2  # one image-reading task
-    # Products handed to an actor at once (one Ray Data batch).
-    batch_size: int = 8
+    read_cpus: float = 0.2  # CPUs Ray reserves per task that reads the catalogue or fetches images
+    batch_size: int = 8  # products per block: one image-reading task, one actor call
     # Torch/ONNX threads inside one actor: the actors already share the cores between them.
     threads_per_actor: int = 1
-    # Output rows are written in Parquet files of this many rows, or every flush_s seconds;
-    # a killed job redoes at most the rows not yet written.
+    # Output rows per Parquet file; a killed job redoes the rows not yet in a file.
     rows_per_file: int = 500
-    flush_s: float = 30.0
+    flush_s: float = 30.0  # a file is also written at least this often (seconds), whatever its size
 
 
 @dataclass
