@@ -12,9 +12,9 @@ from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
-import redis
 
 from agpis import batch
 from agpis.batchbench import write_catalogue
@@ -157,6 +157,46 @@ def test_a_killed_run_resumed_writes_and_queues_every_product_exactly_once(tmp_p
 
 
 @pytest.mark.slow
+def test_an_actor_killed_mid_run_is_replaced_and_its_products_are_written_once(
+        tmp_path, products, queue_cfg, rclient, local_ray):
+    import threading
+
+    from ray.util.state import list_actors
+
+    jsonl = write_catalogue(tmp_path / "cat", products, N_GOOD)
+    # This one reads CSV (Ray Data's read_csv), images as a JSON list in a column.
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    for r in rows:
+        r["images"] = json.dumps(r["images"])
+    path = tmp_path / "cat" / "catalogue.csv"
+    pacsv.write_csv(pa.Table.from_pylist(rows), path)
+    out = tmp_path / "out"
+    killed: list[int] = []
+
+    def kill_one_actor_after_the_first_file():
+        deadline = time.monotonic() + 240
+        while not batch.output_files(out) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        alive = [a for a in list_actors(filters=[("state", "=", "ALIVE")]) if "Decide" in a.class_name]
+        if alive:
+            os.kill(alive[0].pid, signal.SIGKILL)
+            killed.append(alive[0].pid)
+
+    killer = threading.Thread(target=kill_one_actor_after_the_first_file)
+    killer.start()
+    result = batch.run_batch(_cfg(queue_cfg, rows_per_file=2, batch_size=2, flush_s=3600), str(path), out,
+                             progress=False)
+    killer.join()
+    assert killed, "no actor was killed"
+    rows = _rows(out)
+    ids = Counter(r["product_id"] for r in rows)
+    assert len(ids) == N_GOOD == result.new and max(ids.values()) == 1
+    assert all(r["status"] != batch.ERROR for r in rows)
+    queued = Counter(r["product_id"] for r in rows if r["status"] == "QUEUED")
+    assert _queued_products(rclient, queue_cfg.stream) == queued
+
+
+@pytest.mark.slow
 def test_two_node_cluster_spreads_the_actors_over_both_nodes(tmp_path, products, queue_cfg):
     import ray
     from ray.cluster_utils import Cluster
@@ -205,10 +245,13 @@ def test_fetch_refuses_hosts_not_allowed_and_reports_missing_filesystems(tmp_pat
     from agpis.config import ImagesConfig
     from agpis.images import ImageError
 
+    cfg = ImagesConfig()
     with pytest.raises(ImageError, match="allowed_hosts"):
-        batch.fetch_image("a", "http://169.254.169.254/latest", None, ImageConfig := ImagesConfig())
+        batch.fetch_image("a", "http://169.254.169.254/latest", None, cfg)
     with pytest.raises(ImageError, match="cannot read|no filesystem"):
-        batch.fetch_image("a", "nosuchscheme://bucket/a.jpg", None, ImageConfig)
+        batch.fetch_image("a", "nosuchscheme://bucket/a.jpg", None, cfg)
+    with pytest.raises(ImageError, match="needs a local INPUT"):
+        batch.fetch_image("a", "relative/a.jpg", None, cfg)
     (tmp_path / "big.jpg").write_bytes(b"x" * 100)
     with pytest.raises(ImageError, match="larger than"):
         batch.fetch_image("a", "big.jpg", tmp_path, ImagesConfig(max_bytes=10))
