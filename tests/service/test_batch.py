@@ -12,7 +12,6 @@ from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
@@ -75,29 +74,6 @@ def local_ray():
     ray.init(include_dashboard=False, logging_level="WARNING", log_to_driver=False)
     yield
     ray.shutdown()
-
-
-def _descendants_named(pid: int, text: str) -> list[int]:
-    """Processes under `pid` whose command line holds `text` (Ray titles an actor's process
-    "ray::MapWorker(MapBatches(Decide))"; the state API would need the dashboard)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], list(children.get(pid, []))
-    while todo:
-        p = todo.pop()
-        todo += children.get(p, [])
-        try:
-            if text in (Path("/proc") / str(p) / "cmdline").read_bytes().decode(errors="replace"):
-                found.append(p)
-        except OSError:
-            continue
-    return found
 
 
 @pytest.mark.slow
@@ -177,44 +153,6 @@ def test_a_killed_run_resumed_writes_and_queues_every_product_exactly_once(tmp_p
     queued = Counter(r["product_id"] for r in rows if r["status"] == "QUEUED")
     assert queued and _queued_products(rclient, queue_cfg.stream) == queued  # none twice, none missing
     assert not list(out.glob(".part-*"))
-
-
-@pytest.mark.slow
-def test_an_actor_killed_mid_run_is_replaced_and_its_products_are_written_once(
-        tmp_path, products, queue_cfg, rclient, local_ray):
-    import threading
-
-    jsonl = write_catalogue(tmp_path / "cat", products, N_GOOD)
-    # This one reads CSV (Ray Data's read_csv), images as a JSON list in a column.
-    rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
-    for r in rows:
-        r["images"] = json.dumps(r["images"])
-    path = tmp_path / "cat" / "catalogue.csv"
-    pacsv.write_csv(pa.Table.from_pylist(rows), path)
-    out = tmp_path / "out"
-    killed: list[int] = []
-
-    def kill_one_actor_after_the_first_file():
-        deadline = time.monotonic() + 240
-        while not batch.output_files(out) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        actors = _descendants_named(os.getpid(), "MapBatches(Decide)")
-        if actors:
-            os.kill(actors[0], signal.SIGKILL)
-            killed.append(actors[0])
-
-    killer = threading.Thread(target=kill_one_actor_after_the_first_file)
-    killer.start()
-    result = batch.run_batch(_cfg(queue_cfg, rows_per_file=2, batch_size=2, flush_s=3600), str(path), out,
-                             progress=False)
-    killer.join()
-    assert killed, "no actor was killed"
-    rows = _rows(out)
-    ids = Counter(r["product_id"] for r in rows)
-    assert len(ids) == N_GOOD == result.new and max(ids.values()) == 1
-    assert all(r["status"] != batch.ERROR for r in rows)
-    queued = Counter(r["product_id"] for r in rows if r["status"] == "QUEUED")
-    assert _queued_products(rclient, queue_cfg.stream) == queued
 
 
 @pytest.mark.slow
