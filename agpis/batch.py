@@ -329,7 +329,8 @@ class BatchResult:
 
     @property
     def steady_per_s(self) -> float:
-        return (self.new - 1) / (self.last_s - self.first_s) if self.new > 1 and self.last_s > self.first_s else 0.0
+        """0 when the rows came in one burst (a small job: one block per actor), which gives no rate."""
+        return (self.new - 1) / (self.last_s - self.first_s) if self.new > 1 and self.last_s - self.first_s >= 1 else 0.0
 
     def run_stats(self) -> dict[str, float]:
         return {"new": self.new, "skipped": self.skipped, "repeated": self.repeated, "wall_s": round(self.wall_s, 2),
@@ -430,9 +431,9 @@ def run_batch(cfg: Config, input_path: str, out: str | Path, address: str = "", 
 
 def format_summary(result: BatchResult) -> str:
     s = result.summary
+    steady = f", {result.steady_per_s:.2f} after start-up" if result.steady_per_s else ""
     lines = [f"{result.out}: {s['products']} products ({result.new} new in {result.wall_s:.1f} s, "
-             f"{result.products_per_s:.2f} products/s, {result.steady_per_s:.2f} after start-up; "
-             f"{result.skipped} already written"
+             f"{result.products_per_s:.2f} products/s{steady}; {result.skipped} already written"
              + (f"; {result.repeated} repeated in INPUT, written once" if result.repeated else "") + ")"]
     lines.append("status: " + ", ".join(f"{k} {v}" for k, v in sorted(s["status"].items())))
     for key, title in (("rejected_by_rule", "rejected by rule"), ("terminated_by_reason", "terminated by reason"),
