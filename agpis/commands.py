@@ -34,6 +34,18 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print the gRPC response's JSON form")
     p.set_defaults(func=cmd_generate)
 
+    p = sub.add_parser("batch", help="a whole catalogue on Ray Data: resumable, Parquet out, QUEUED to review")
+    add_config_flags(p)
+    p.add_argument("input", metavar="INPUT",
+                   help="JSONL, CSV or Parquet: product_id, title, optional category, images (paths or URIs)")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR",
+                   help="output directory of Parquet files; a re-run with the same DIR skips what is written")
+    p.add_argument("--address", default="",
+                   help="Ray cluster address (else $RAY_ADDRESS, batch.address; none: Ray in-process)")
+    p.add_argument("--skip-review", action="store_true", help="a dry run: nothing is added to the review queue")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_batch)
+
     p = sub.add_parser("review", help="review queued sequences from the terminal")
     add_config_flags(p)
     p.add_argument("--reviewer", default=None, help="your reviewer name (default: $AGPIS_REVIEWER or $USER)")
@@ -71,6 +83,15 @@ def register_bench(sub) -> None:
     p.add_argument("--rounds", type=int, default=2, help="requests per client")
     p.add_argument("--no-doc", action="store_true", help="do not write docs/benchmarks.md")
     p.set_defaults(func=cmd_bench_memory)
+
+
+    p = sub.add_parser("batch", help="`agpis batch` (Ray Data) against `agpis generate --batch`; a large catalogue")
+    add_config_flags(p)
+    p.add_argument("--products", type=int, default=200, help="products for the comparison of the two commands")
+    p.add_argument("--catalogue", type=int, default=0,
+                   help="then a catalogue of this many products (100000 in the issue) with memory sampled; 0: skip")
+    p.add_argument("--no-doc", action="store_true", help="do not write docs/benchmarks.md")
+    p.set_defaults(func=cmd_bench_batch)
 
 
 def add_bench_args(p: argparse.ArgumentParser) -> None:
@@ -165,6 +186,18 @@ def summary(d) -> str:
 
     head = f"{d.product_id}: {d.status}  p_qualified={d.p_qualified:.3f} (threshold {d.threshold})"
     return "\n".join([head] + describe(decision_to_proto(d)))
+
+
+# -- batch ---------------------------------------------------------------------------------------
+def cmd_batch(args) -> int:
+    cfg = load_config(args)
+    _setup_logs(cfg, quiet=True)
+    from agpis.batch import format_summary, run_batch
+
+    result = run_batch(cfg, args.input, args.out, address=args.address, review=not args.skip_review,
+                       progress=not args.no_progress)
+    print(format_summary(result))
+    return 0
 
 
 # -- review --------------------------------------------------------------------------------------
@@ -266,6 +299,12 @@ def cmd_demo(args) -> int:
 
 
 # -- bench -----------------------------------------------------------------------------------------
+def cmd_bench_batch(args) -> int:
+    from agpis.batchbench import run_bench
+
+    return run_bench(load_config(args), args)
+
+
 def cmd_bench(args) -> int:
     from agpis.bench import run_bench
 

@@ -113,6 +113,25 @@ class PipelineConfig:
 
 
 @dataclass
+class BatchConfig:
+    # `agpis batch` (agpis/batch.py) on Ray Data: a Ray cluster address ("auto", "ray://host:10001");
+    # empty: Ray started in-process on this machine. --address and $RAY_ADDRESS come first.
+    address: str = ""
+    # Pipeline actors, each loading the models once (on a cluster: about 2 per 2-CPU worker).
+    actors: int = 2
+    # CPUs Ray reserves per actor; fractional on purpose: on 2 cores, 2 actors of 1 CPU plus a read
+    # task ask for 3 CPUs and the job stalls forever (FACTS.md). Leave read_cpus free on each node.
+    actor_cpus: float = 0.8
+    read_cpus: float = 0.2  # CPUs Ray reserves per task that reads the catalogue or fetches images
+    batch_size: int = 8  # products per block: one image-reading task, one actor call
+    # Torch/ONNX threads inside one actor: the actors already share the cores between them.
+    threads_per_actor: int = 1
+    # Output rows per Parquet file; a killed job redoes the rows not yet in a file.
+    rows_per_file: int = 500
+    flush_s: float = 30.0  # a file is also written at least this often (seconds), whatever its size
+
+
+@dataclass
 class LogConfig:
     level: str = "INFO"  # DEBUG, INFO, WARNING, ERROR
     json: bool = True  # one JSON object per line (false: plain text for a terminal)
@@ -126,6 +145,7 @@ class Config:
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     stage1: Stage1Config = field(default_factory=Stage1Config)
     stage2: Stage2Config = field(default_factory=Stage2Config)
+    batch: BatchConfig = field(default_factory=BatchConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
 

@@ -55,6 +55,12 @@ def payload_for(decision: Decision, title: str, category: str, uris: dict[str, s
     }
 
 
+def entry_for(decision: Decision, title: str, category: str, uris: dict[str, str]) -> dict[str, Any]:
+    """A review entry: its idempotency key (product id + sequence hash) and its payload."""
+    return {"product_id": decision.product_id, "sequence_hash": decision.sequence_hash,
+            "payload": payload_for(decision, title, category, uris)}
+
+
 class ReviewSender:
     def __init__(self, cfg: QueueConfig):
         self.cfg = cfg
@@ -121,15 +127,17 @@ class ReviewSender:
              sources: dict[str, tuple[bytes | None, str | None]]) -> ReviewInfo:
         """Queue one decision. `sources`: candidate id -> (encoded bytes or None, URI or None)."""
         uris = {cid: uri or self.images.put(data) for cid, (data, uri) in sources.items()}
-        entry = {"product_id": decision.product_id, "sequence_hash": decision.sequence_hash,
-                 "payload": payload_for(decision, title, category, uris)}
+        return self.send_entry(entry_for(decision, title, category, uris))
+
+    def send_entry(self, entry: dict[str, Any]) -> ReviewInfo:
+        """Queue one entry built by `entry_for` (`agpis batch` builds it in a worker, sends it here)."""
         if self._up and self._queue is not None:
             try:
                 added, entry_id = self._queue.enqueue(entry["product_id"], entry["sequence_hash"], entry["payload"])
                 return ReviewInfo("ENQUEUED" if added else "ALREADY_ENQUEUED", entry_id, self.cfg.stream)
             except redis.RedisError as e:
                 metrics.ERRORS.labels("redis").inc()
-                log.warning("enqueue failed; kept in the outbox", extra={"product_id": decision.product_id,
+                log.warning("enqueue failed; kept in the outbox", extra={"product_id": entry["product_id"],
                                                                           "error": str(e)})
                 self._set_up(False)
         self.outbox.put(self._outbox_key(entry), entry)

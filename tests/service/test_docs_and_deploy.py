@@ -71,3 +71,46 @@ def test_compose_file():
     assert compose["services"]["agpis"]["environment"]["AGPIS_SERVER__API_TOKENS_FILE"].startswith("/run/secrets/")
     dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
     assert 'torch==2.13.0" .' in dockerfile and "--no-deps" in dockerfile
+
+
+def test_kuberay_rayjob_runs_agpis_batch_as_the_cli_and_config_accept_it():
+    import shlex
+
+    import ray
+
+    from agpis.cli import build_parser
+
+    docs = {d["kind"]: d for d in _docs(ROOT / "deploy" / "k8s" / "ray" / "rayjob-batch.yaml")}
+    job, pvc = docs["RayJob"], docs["PersistentVolumeClaim"]
+    assert job["apiVersion"] == "ray.io/v1"
+    spec, cluster = job["spec"], job["spec"]["rayClusterSpec"]
+    assert cluster["rayVersion"] == ray.__version__
+    assert cluster["authOptions"]["mode"] == "token"  # Ray 2.60's token authentication stays on
+
+    # The entrypoint is a valid `agpis batch` command line.
+    argv = shlex.split(spec["entrypoint"])
+    assert argv[:2] == ["agpis", "batch"]
+    args = build_parser().parse_args(argv[1:])
+    assert args.func.__name__ == "cmd_batch"
+
+    head = cluster["headGroupSpec"]["template"]["spec"]
+    container = head["containers"][0]
+    deployment = _docs(ROOT / "deploy" / "k8s" / "deployment.yaml")[0]
+    assert container["image"] == deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in head["volumes"]}
+    # --out lies on the job's persistent volume (a re-run resumes from it); --config on the ConfigMap.
+    assert str(args.out).startswith(mounts["out"] + "/")
+    assert volumes["out"]["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
+    assert args.config.startswith(mounts["config"] + "/")
+    assert volumes["config"]["configMap"]["name"] == "agpis-config"
+    assert cluster["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"  # actors on the workers only
+
+    # The head's environment is a valid configuration, and the actors fit the workers with room for reads.
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    cfg = config.load(env=env)
+    assert cfg.queue.redis_url == env["REDIS_URL"]
+    workers = cluster["workerGroupSpecs"][0]
+    per_worker = cfg.batch.actors / workers["replicas"]
+    worker_cpus = float(workers["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"])
+    assert per_worker * cfg.batch.actor_cpus + cfg.batch.read_cpus <= worker_cpus

@@ -1,0 +1,449 @@
+"""`agpis batch INPUT --out DIR`: a whole catalogue on Ray Data, resumable, each product queued once.
+
+    INPUT (JSONL lines as text, CSV, Parquet)                 Ray Data read tasks
+      -> parse a row, skip products already in DIR,
+         fetch its images' bytes                              map_batches: tasks (batch.read_cpus)
+      -> decode + Pipeline.run, the service's pipeline        map_batches: actor pool, models loaded
+                                                              once per actor (batch.actors)
+      -> this process: review queue (idempotent producer),
+         Parquet files, progress bar, summary                 iter_batches
+
+Why the driver writes the output rather than `Dataset.write_parquet`: it queues a product before
+it writes its row, and writes each file atomically (temporary name, then rename). A job killed
+anywhere leaves only whole files, every written product is already queued, and a product queued
+but not written is computed again and found in the queue by the idempotent producer
+(ALREADY_ENQUEUED). The driver also keeps every written product id, so no product is written
+twice: not after a restarted actor redid a batch, not when the input repeats a product.
+
+A bad row or an unreadable image becomes an output row with status ERROR and its error; the job
+goes on. Plain paths and file:// URIs are read as they are (the operator's own catalogue, as in
+`agpis generate --batch`), http(s):// only from `images.allowed_hosts`, anything else (s3://,
+gs://, ...) through fsspec when its package is installed.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sys
+import time
+import urllib.parse
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from agpis import images
+from agpis.config import Config
+
+log = logging.getLogger("agpis.batch")
+
+ERROR = "ERROR"  # an output status beside QUEUED, REJECTED and TERMINATED
+
+# What the read tasks hand to the pipeline actors: one row per product.
+READ_SCHEMA = pa.schema([
+    ("product_id", pa.string()), ("title", pa.string()), ("category", pa.string()),
+    ("image_ids", pa.list_(pa.string())), ("image_uris", pa.list_(pa.string())),
+    ("image_data", pa.list_(pa.binary())), ("fetch_ms", pa.float64()), ("error", pa.string()),
+])
+
+# One output row per product (the Parquet files in --out).
+OUTPUT_SCHEMA = pa.schema([
+    ("product_id", pa.string()),
+    ("status", pa.string()),  # QUEUED | REJECTED | TERMINATED | ERROR
+    ("p_qualified", pa.float64()), ("threshold", pa.float64()),
+    ("sequence", pa.list_(pa.string())),
+    ("removed", pa.list_(pa.struct([("id", pa.string()), ("rule", pa.string()), ("reason", pa.string())]))),
+    ("terminated_reason", pa.string()), ("predicted_rule", pa.string()), ("feedback", pa.string()),
+    ("model_versions", pa.map_(pa.string(), pa.string())),
+    ("timings_ms", pa.map_(pa.string(), pa.float64())),
+    ("review_state", pa.string()), ("review_entry_id", pa.string()),
+    ("error", pa.string()),
+    ("node_id", pa.string()),  # the Ray node whose actor decided (where the work landed)
+])
+# The actors add the review entry of a QUEUED product; the driver sends it and drops the column.
+WORK_SCHEMA = OUTPUT_SCHEMA.append(pa.field("review_entry", pa.string()))
+
+
+class BadRow(ValueError):
+    def __init__(self, product_id: str, message: str):
+        super().__init__(message)
+        self.product_id = product_id
+
+
+# -- reading the catalogue (Ray Data read tasks) ----------------------------------------------------
+def read_catalogue(path: str, read_cpus: float, blocks: int | None = None):
+    """INPUT as a Dataset of raw rows. JSONL is read as lines of text and parsed in our own task,
+    so that one malformed line becomes one ERROR row instead of failing the whole read."""
+    import ray
+
+    name = path.lower()
+    if name.endswith((".jsonl", ".json", ".ndjson")):
+        return ray.data.read_text(path, num_cpus=read_cpus, override_num_blocks=blocks)
+    if name.endswith(".csv"):
+        return ray.data.read_csv(path, num_cpus=read_cpus, override_num_blocks=blocks)
+    if name.endswith(".parquet") or Path(path).is_dir():
+        return ray.data.read_parquet(path, num_cpus=read_cpus, override_num_blocks=blocks)
+    raise ValueError(f"{path}: INPUT must be .jsonl, .csv or .parquet (or a directory of Parquet files)")
+
+
+def _stable_id(raw: Any) -> str:
+    """An id for a row that has none: the same row gets the same id in a re-run (so resume skips it)."""
+    return "row-" + hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def parse_row(raw: dict[str, Any]) -> tuple[str, str, str, list[str]]:
+    """A raw row (a {"text": line} of JSONL, or a CSV/Parquet row) -> (product_id, title, category,
+    image sources). Raises BadRow naming the product (or a stable made-up id)."""
+    if set(raw) == {"text"}:  # a JSONL line
+        try:
+            raw = json.loads(raw["text"])
+        except json.JSONDecodeError as e:
+            raise BadRow(_stable_id(raw["text"]), f"malformed JSON line: {e}") from None
+        if not isinstance(raw, dict):
+            raise BadRow(_stable_id(raw), "a line must be a JSON object")
+    pid = raw.get("product_id")
+    pid = str(pid).strip() if pid is not None else ""
+    if not pid:
+        raise BadRow(_stable_id(raw), "product_id is missing")
+    title, category, imgs = raw.get("title"), raw.get("category") or "", raw.get("images")
+    if not isinstance(title, str) or not title.strip():
+        raise BadRow(pid, "title is missing or empty")
+    if isinstance(imgs, str):  # CSV: a JSON list, or sources separated by '|'
+        try:
+            imgs = json.loads(imgs) if imgs.strip().startswith("[") else [s for s in imgs.split("|") if s.strip()]
+        except json.JSONDecodeError as e:
+            raise BadRow(pid, f"images is not a JSON list: {e}") from None
+    if hasattr(imgs, "tolist"):  # a Parquet list column arrives as a numpy array
+        imgs = imgs.tolist()
+    if not isinstance(imgs, list) or not imgs or not all(isinstance(s, str) and s.strip() for s in imgs):
+        raise BadRow(pid, "images must be a non-empty list of paths or URIs")
+    return pid, title, str(category), [s.strip() for s in imgs]
+
+
+def candidate_id(source: str) -> str:
+    """The file name without extension, as `agpis generate` names candidates."""
+    return Path(urllib.parse.unquote(urllib.parse.urlsplit(source).path)).stem or source
+
+
+def fetch_image(cid: str, source: str, base: Path | None, cfg) -> tuple[bytes, str]:
+    """The encoded bytes of one candidate and its URI (for reviewers)."""
+    parsed = urllib.parse.urlsplit(source)
+    if parsed.scheme in ("http", "https"):
+        return images.fetch(cid, source, cfg), source
+    if parsed.scheme in ("", "file"):
+        path = Path(urllib.parse.unquote(parsed.path)) if parsed.scheme == "file" else Path(source)
+        if not path.is_absolute():
+            if base is None:
+                raise images.ImageError(cid, f"relative path {source} needs a local INPUT file beside it")
+            path = base / path
+        try:
+            with open(path, "rb") as f:
+                data = f.read(cfg.max_bytes + 1)
+        except OSError as e:
+            raise images.ImageError(cid, f"cannot read {path}: {e.strerror or e}") from None
+        uri = path.resolve().as_uri()
+    else:
+        import fsspec
+
+        try:
+            with fsspec.open(source, "rb") as f:
+                data = f.read(cfg.max_bytes + 1)
+        except ImportError as e:  # e.g. s3:// without s3fs installed
+            raise images.ImageError(cid, f"no filesystem for {parsed.scheme}:// is installed ({e})") from None
+        except (OSError, ValueError) as e:
+            raise images.ImageError(cid, f"cannot read {source}: {e}") from None
+        uri = source
+    if len(data) > cfg.max_bytes:
+        raise images.ImageError(cid, f"{source} is larger than images.max_bytes ({cfg.max_bytes})")
+    return data, uri
+
+
+def read_images(batch: pa.Table, done: frozenset, base: str | None, cfg: Config) -> pa.Table:
+    """Ray Data task: raw rows -> products with their images' bytes; products already written skipped."""
+    rows = []
+    for raw in batch.to_pylist():
+        t0 = time.perf_counter()
+        row = {"product_id": "", "title": "", "category": "", "image_ids": [], "image_uris": [],
+               "image_data": [], "fetch_ms": 0.0, "error": None}
+        try:
+            pid, title, category, sources = parse_row(raw)
+            row.update(product_id=pid, title=title, category=category)
+            if pid in done:
+                continue
+            for source in sources:
+                cid = candidate_id(source)
+                data, uri = fetch_image(cid, source, Path(base) if base else None, cfg.images)
+                row["image_ids"].append(cid)
+                row["image_uris"].append(uri)
+                row["image_data"].append(data)
+        except BadRow as e:
+            if e.product_id in done:
+                continue
+            row.update(product_id=e.product_id, error=f"BadRow: {e}")
+        except images.ImageError as e:
+            row.update(image_ids=[], image_uris=[], image_data=[], error=f"{type(e).__name__}: {e}")
+        row["fetch_ms"] = (time.perf_counter() - t0) * 1000
+        rows.append(row)
+    return pa.Table.from_pylist(rows, schema=READ_SCHEMA)
+
+
+# -- deciding (the actor pool) ----------------------------------------------------------------------
+def error_row(product_id: str, error: str, node_id: str = "") -> dict[str, Any]:
+    return {"product_id": product_id, "status": ERROR, "p_qualified": None, "threshold": None, "sequence": [],
+            "removed": [], "terminated_reason": "", "predicted_rule": "", "feedback": "", "model_versions": None,
+            "timings_ms": None, "review_state": "NOT_SENT", "review_entry_id": "", "error": error,
+            "node_id": node_id, "review_entry": None}
+
+
+class Decide:
+    """Ray Data actor: loads the models once, then decides on batches of products."""
+
+    def __init__(self, cfg: Config):
+        import ray
+
+        from agpis.pipeline import Pipeline
+
+        # The actors share the cores between them: each computes with few threads.
+        n = cfg.batch.threads_per_actor
+        cfg.pipeline.threads, cfg.stage1.threads, cfg.stage2.onnx_threads = n, n, n
+        self.cfg = cfg
+        self.pipeline = Pipeline.load(config=cfg)
+        self.node_id = ray.get_runtime_context().get_node_id()
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        return pa.Table.from_pylist([self.decide(row) for row in batch.to_pylist()], schema=WORK_SCHEMA)
+
+    def decide(self, row: dict[str, Any]) -> dict[str, Any]:
+        from agpis.pipeline import QUEUED, PipelineError
+        from agpis.review import entry_for
+
+        pid = row["product_id"]
+        if row["error"]:
+            return error_row(pid, row["error"], self.node_id)
+        try:
+            t0 = time.perf_counter()
+            decoded = [images.decode(cid, data, self.cfg.images, uri)
+                       for cid, uri, data in zip(row["image_ids"], row["image_uris"], row["image_data"])]
+            timings = {"fetch": row["fetch_ms"], "decode": (time.perf_counter() - t0) * 1000}
+            d = self.pipeline.run(pid, row["title"], decoded, category=row["category"], explain=False,
+                                  timings=timings)
+        except (images.ImageError, PipelineError) as e:
+            return error_row(pid, f"{type(e).__name__}: {e}", self.node_id)
+        except Exception as e:  # noqa: BLE001 - one product's bug must not stop the catalogue
+            log.exception("internal error", extra={"product_id": pid})
+            return error_row(pid, f"internal error: {type(e).__name__}: {e}", self.node_id)
+        uris = dict(zip(row["image_ids"], row["image_uris"]))
+        entry = entry_for(d, row["title"], row["category"], uris) if d.status == QUEUED else None
+        return {"product_id": pid, "status": d.status, "p_qualified": d.p_qualified, "threshold": d.threshold,
+                "sequence": d.sequence, "removed": [{"id": r.id, "rule": r.rule, "reason": r.reason} for r in d.removed],
+                "terminated_reason": d.terminated_reason, "predicted_rule": d.predicted_rule, "feedback": d.feedback,
+                "model_versions": d.model_versions, "timings_ms": d.timings_ms, "review_state": "NOT_SENT",
+                "review_entry_id": "", "error": None, "node_id": self.node_id,
+                "review_entry": json.dumps(entry, ensure_ascii=False) if entry else None}
+
+
+# -- the output directory ---------------------------------------------------------------------------
+class Writer:
+    """Rows -> Parquet files part-*.parquet in `out`, each written whole under a temporary name and
+    renamed, so a reader (or a resumed job) never sees half a file."""
+
+    def __init__(self, out: Path, rows_per_file: int, flush_s: float):
+        self.out, self.rows_per_file, self.flush_s = out, rows_per_file, flush_s
+        self.rows: list[dict] = []
+        self.last = time.monotonic()
+        self.files = 0
+
+    def add(self, row: dict) -> None:
+        self.rows.append(row)
+        if len(self.rows) >= self.rows_per_file or time.monotonic() - self.last >= self.flush_s:
+            self.flush()
+
+    def flush(self) -> None:
+        self.last = time.monotonic()
+        if not self.rows:
+            return
+        name = f"part-{time.time_ns()}-{uuid.uuid4().hex[:8]}.parquet"
+        tmp = self.out / f".{name}.tmp"
+        pq.write_table(pa.Table.from_pylist(self.rows, schema=OUTPUT_SCHEMA), tmp)
+        os.replace(tmp, self.out / name)
+        self.rows, self.files = [], self.files + 1
+
+
+def output_files(out: Path) -> list[Path]:
+    return sorted(out.glob("part-*.parquet"))
+
+
+def written_ids(out: Path) -> set[str]:
+    """Product ids already in `out`; temporary files of a killed job are removed (their rows are redone)."""
+    for tmp in out.glob(".part-*.tmp"):
+        tmp.unlink()
+    ids: set[str] = set()
+    for path in output_files(out):
+        ids.update(pq.read_table(path, columns=["product_id"]).column(0).to_pylist())
+    return ids
+
+
+def summarize(out: Path) -> dict[str, Any]:
+    """Counts over the whole output: by status, by rule (rejections by predicted rule, terminations by
+    reason, removed images by rule), and errors by kind."""
+    status, rejected, terminated, removed, errors = Counter(), Counter(), Counter(), Counter(), Counter()
+    for path in output_files(out):
+        t = pq.read_table(path, columns=["status", "predicted_rule", "terminated_reason", "removed", "error"])
+        for r in t.to_pylist():
+            status[r["status"]] += 1
+            if r["status"] == "REJECTED":
+                rejected[r["predicted_rule"]] += 1
+            elif r["status"] == "TERMINATED":
+                terminated[r["terminated_reason"]] += 1
+            elif r["status"] == ERROR:
+                errors[r["error"].split(":", 1)[0]] += 1
+            removed.update(x["rule"] for x in r["removed"] or [])
+    return {"products": sum(status.values()), "status": dict(status), "rejected_by_rule": dict(rejected),
+            "terminated_by_reason": dict(terminated), "removed_images_by_rule": dict(removed),
+            "errors_by_kind": dict(errors)}
+
+
+# -- the job ----------------------------------------------------------------------------------------
+@dataclass
+class BatchResult:
+    out: Path
+    new: int = 0  # rows written by this run
+    skipped: int = 0  # already in --out before this run
+    repeated: int = 0  # input rows whose product was already written (repeats in INPUT)
+    wall_s: float = 0.0
+    # Seconds from the start to the first and to the last product written: their rate leaves out
+    # the start-up (Ray, models), which a catalogue pays once.
+    first_s: float = 0.0
+    last_s: float = 0.0
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def products_per_s(self) -> float:
+        return self.new / self.wall_s if self.wall_s else 0.0
+
+    @property
+    def steady_per_s(self) -> float:
+        """0 when the rows came in one burst (a small job: one block per actor), which gives no rate."""
+        return (self.new - 1) / (self.last_s - self.first_s) if self.new > 1 and self.last_s - self.first_s >= 1 else 0.0
+
+    def run_stats(self) -> dict[str, float]:
+        return {"new": self.new, "skipped": self.skipped, "repeated": self.repeated, "wall_s": round(self.wall_s, 2),
+                "products_per_s": round(self.products_per_s, 3), "steady_per_s": round(self.steady_per_s, 3)}
+
+
+def _init_ray(address: str) -> bool:
+    """Connect to `address`, or start Ray in-process. -> True when we started it (and must stop it)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if address:
+        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+    else:
+        ray.init(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+    return True
+
+
+def count_rows(input_path: str, raw) -> int:
+    """Products in INPUT, for the progress bar's ETA: lines of a local JSONL file (no Ray job for that),
+    else Ray Data's count (Parquet: from the footers)."""
+    path = Path(input_path)
+    if path.suffix.lower() in (".jsonl", ".json", ".ndjson") and path.is_file():
+        with open(path, "rb") as f:
+            return sum(1 for line in f if line.strip())
+    return raw.count()
+
+
+def run_batch(cfg: Config, input_path: str, out: str | Path, address: str = "", review: bool = True,
+              progress: bool = True) -> BatchResult:
+    import ray
+    from tqdm import tqdm
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    done = written_ids(out)
+    result = BatchResult(out, skipped=len(done))
+    seen = set(done)
+    local = "://" not in input_path or input_path.startswith("file://")
+    base = str(Path(urllib.parse.urlsplit(input_path).path).resolve().parent) if local else None
+    started = _init_ray(address or cfg.batch.address or os.environ.get("RAY_ADDRESS", ""))
+    sender = None
+    t0 = time.perf_counter()
+    try:
+        # Ray Data's own bars count blocks per operator; ours below counts products (products/s, ETA).
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False
+        # Ray 2.60's new file reads list files in a task of 1 whole CPU, whatever num_cpus says: beside
+        # actors of fractional CPUs it never fits (a node of 1 CPU, or 2 cores with 2 actors of 0.8)
+        # and the job stalls. The classic reads honour read_cpus.
+        ctx.use_datasource_v2 = False
+        raw = read_catalogue(input_path, cfg.batch.read_cpus)
+        total = count_rows(input_path, raw)
+        # Blocks of batch_size products (a file is otherwise read as a few large blocks): the image
+        # reads run as many tasks and every actor gets work as soon as it is free. Not repartition():
+        # its tasks take a whole CPU and stall beside the actors, as the listing above does.
+        raw = read_catalogue(input_path, cfg.batch.read_cpus, blocks=max(1, -(-total // cfg.batch.batch_size)))
+        ds = raw.map_batches(read_images, fn_kwargs={"done": frozenset(done), "base": base, "cfg": cfg},
+                             batch_size=cfg.batch.batch_size, batch_format="pyarrow", num_cpus=cfg.batch.read_cpus)
+        ds = ds.map_batches(Decide, fn_constructor_args=(cfg,), batch_size=cfg.batch.batch_size,
+                            batch_format="pyarrow", num_cpus=cfg.batch.actor_cpus,
+                            compute=ray.data.ActorPoolStrategy(size=cfg.batch.actors))
+        if review:
+            from agpis.review import ReviewSender
+
+            sender = ReviewSender(cfg.queue).start()
+        writer = Writer(out, cfg.batch.rows_per_file, cfg.batch.flush_s)
+        with tqdm(total=total, initial=min(len(done), total), unit="product", desc="agpis batch",
+                  disable=not progress, file=sys.stderr, smoothing=0.1) as bar:
+            for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+                for row in batch.to_pylist():
+                    bar.update(1)
+                    if row["product_id"] in seen:
+                        result.repeated += 1
+                        continue
+                    seen.add(row["product_id"])
+                    entry = row.pop("review_entry")
+                    if entry and sender is not None:
+                        # Queued before written: a written product is always in the queue.
+                        info = sender.send_entry(json.loads(entry))
+                        row["review_state"], row["review_entry_id"] = info.state, info.entry_id
+                    writer.add(row)
+                    result.new += 1
+                    result.last_s = time.perf_counter() - t0
+                    result.first_s = result.first_s or result.last_s
+            writer.flush()
+    finally:
+        if sender is not None:
+            sender.close()
+        if started:
+            ray.shutdown()
+    result.wall_s = time.perf_counter() - t0
+    result.summary = summarize(out)
+    (out / "_summary.json").write_text(json.dumps({**result.summary, "last_run": result.run_stats()}, indent=2))
+    return result
+
+
+def format_summary(result: BatchResult) -> str:
+    s = result.summary
+    steady = f", {result.steady_per_s:.2f} after start-up" if result.steady_per_s else ""
+    lines = [f"{result.out}: {s['products']} products ({result.new} new in {result.wall_s:.1f} s, "
+             f"{result.products_per_s:.2f} products/s{steady}; {result.skipped} already written"
+             + (f"; {result.repeated} repeated in INPUT, written once" if result.repeated else "") + ")"]
+    lines.append("status: " + ", ".join(f"{k} {v}" for k, v in sorted(s["status"].items())))
+    for key, title in (("rejected_by_rule", "rejected by rule"), ("terminated_by_reason", "terminated by reason"),
+                       ("removed_images_by_rule", "removed images by rule"), ("errors_by_kind", "errors by kind")):
+        if s[key]:
+            lines.append(f"{title}: " + ", ".join(f"{k} {v}" for k, v in sorted(s[key].items(), key=lambda kv: -kv[1])))
+    return "\n".join(lines)
+
+
+def iter_rows(out: Path, columns: Iterable[str] | None = None) -> Iterable[dict]:
+    """Every output row (for tests and tools)."""
+    for path in output_files(out):
+        yield from pq.read_table(path, columns=list(columns) if columns else None).to_pylist()

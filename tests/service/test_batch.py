@@ -1,0 +1,217 @@
+"""`agpis batch` on the real engine: local Ray in-process, a killed-and-resumed run, a two-node cluster
+simulated on this machine (ray.cluster_utils.Cluster), and the real review queue (embedded Valkey)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from agpis import batch
+from agpis.batchbench import write_catalogue
+from agpis.config import Config
+from tests.conftest import ROOT
+
+N_GOOD = 20
+
+
+@pytest.fixture(scope="module")
+def products():
+    from agpis.data.synth import demo_products
+
+    return demo_products(8, seed=1, size=800)
+
+
+def _catalogue(directory: Path, products, n: int = N_GOOD) -> tuple[Path, dict[str, str]]:
+    """n good products plus bad rows; -> (JSONL path, {product id: what is wrong} for the bad ones)."""
+    path = write_catalogue(directory, products, n)
+    (directory / "not-an-image.jpg").write_bytes(b"this is text, not a JPEG")
+    malformed = '{"product_id": "broken", "title": "no closing brace"'
+    bad_lines = [
+        malformed,
+        json.dumps({"product_id": "missing-file", "title": "Mug", "images": ["images/000/c0.jpg", "nowhere/x.jpg"]}),
+        json.dumps({"product_id": "not-an-image", "title": "Mug", "images": ["images/000/c1.jpg", "not-an-image.jpg"]}),
+        json.dumps({"product_id": "no-title", "images": ["images/000/c0.jpg"]}),
+        json.dumps({"product_id": "p-000003", "title": "the same product id again", "images": ["images/000/c0.jpg"]}),
+    ]
+    with open(path, "a") as f:
+        f.write("\n".join(bad_lines) + "\n")
+    bad = {batch._stable_id(malformed): "malformed JSON line", "missing-file": "cannot read",
+           "not-an-image": "not a readable image", "no-title": "title is missing"}
+    return path, bad
+
+
+def _cfg(queue_cfg, **batch_settings) -> Config:
+    cfg = Config()
+    cfg.queue = queue_cfg
+    cfg.pipeline.threshold = 0.0  # every decided product is QUEUED: the queue path runs for all of them
+    for k, v in batch_settings.items():
+        setattr(cfg.batch, k, v)
+    return cfg
+
+
+def _rows(out: Path) -> list[dict]:
+    return list(batch.iter_rows(out))
+
+
+def _queued_products(rclient, stream: str) -> Counter:
+    return Counter(f[b"product_id"].decode() for _, f in rclient.xrange(stream))
+
+
+@pytest.fixture
+def local_ray():
+    """Ray in-process, kept across the two runs of a test (run_batch leaves a Ray it did not start)."""
+    import ray
+
+    ray.init(include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.mark.slow
+def test_local_run_decides_every_product_once_with_errors_as_rows_and_queues_each_once(
+        tmp_path, products, queue_cfg, rclient, local_ray):
+    path, bad = _catalogue(tmp_path / "cat", products)
+    out = tmp_path / "out"
+    cfg = _cfg(queue_cfg, rows_per_file=7, flush_s=3600)
+    result = batch.run_batch(cfg, str(path), out, progress=False)
+
+    rows = _rows(out)
+    ids = Counter(r["product_id"] for r in rows)
+    assert max(ids.values()) == 1, "a product written twice"
+    assert set(ids) == {f"p-{i:06d}" for i in range(N_GOOD)} | set(bad)
+    assert result.new == len(rows) and result.repeated == 1  # p-000003 appears twice in INPUT
+    assert len(batch.output_files(out)) == -(-len(rows) // 7)
+
+    by_id = {r["product_id"]: r for r in rows}
+    for pid, what in bad.items():
+        assert by_id[pid]["status"] == batch.ERROR and what in by_id[pid]["error"], by_id[pid]
+    good = [by_id[f"p-{i:06d}"] for i in range(N_GOOD)]
+    assert {r["status"] for r in good} <= {"QUEUED", "TERMINATED"} and any(r["status"] == "QUEUED" for r in good)
+    for r in good:
+        assert r["error"] is None and dict(r["model_versions"])["model"]
+        assert "stage1" in dict(r["timings_ms"]) and "fetch" in dict(r["timings_ms"])
+    queued = [r for r in good if r["status"] == "QUEUED"]
+    assert all(r["review_state"] == "ENQUEUED" and r["review_entry_id"] for r in queued)
+    assert _queued_products(rclient, queue_cfg.stream) == Counter(r["product_id"] for r in queued)
+
+    # The same Pipeline as the service: the batch's decisions are those of Pipeline.generate.
+    from agpis.pipeline import Pipeline
+
+    pipeline = Pipeline.load(config=cfg)
+    for r in good[:3]:
+        item = json.loads(path.read_text().splitlines()[int(r["product_id"][2:])])
+        d = pipeline.generate(item["title"], [path.parent / p for p in item["images"]], product_id=r["product_id"],
+                              explain=False)
+        assert (d.status, d.sequence) == (r["status"], r["sequence"])
+        assert d.p_qualified == pytest.approx(r["p_qualified"], abs=1e-3)
+
+    # A second run with the same --out: nothing to do, nothing queued again.
+    again = batch.run_batch(cfg, str(path), out, progress=False)
+    assert again.new == 0 and again.skipped == len(rows)
+    assert len(_rows(out)) == len(rows)
+    assert again.summary["status"] == result.summary["status"] == dict(Counter(r["status"] for r in rows))
+    assert _queued_products(rclient, queue_cfg.stream) == Counter(r["product_id"] for r in queued)
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumed_writes_and_queues_every_product_exactly_once(tmp_path, products, queue_cfg, rclient):
+    path, bad = _catalogue(tmp_path / "cat", products)
+    out = tmp_path / "out"
+    env = {**os.environ, "REDIS_URL": queue_cfg.redis_url, "AGPIS_QUEUE__STREAM": queue_cfg.stream,
+           "AGPIS_QUEUE__OUTBOX_DIR": queue_cfg.outbox_dir, "AGPIS_PIPELINE__THRESHOLD": "0.0",
+           "AGPIS_BATCH__ROWS_PER_FILE": "2", "AGPIS_BATCH__BATCH_SIZE": "2"}
+    cmd = [sys.executable, "-m", "agpis.cli", "batch", str(path), "--out", str(out), "--no-progress"]
+    # Its own session: the kill takes the job and every Ray process it started, like a lost machine.
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while not batch.output_files(out) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert proc.poll() is None, "the job ended before it could be killed"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    before = _rows(out)
+    total = N_GOOD + len(bad)
+    assert 0 < len(before) < total, "the kill did not land mid-run"
+
+    result = batch.run_batch(_cfg(queue_cfg, rows_per_file=2, batch_size=2), str(path), out, progress=False)
+    rows = _rows(out)
+    ids = Counter(r["product_id"] for r in rows)
+    assert len(ids) == total and max(ids.values()) == 1
+    assert result.skipped == len(before) and result.new == total - len(before)
+    queued = Counter(r["product_id"] for r in rows if r["status"] == "QUEUED")
+    assert queued and _queued_products(rclient, queue_cfg.stream) == queued  # none twice, none missing
+    assert not list(out.glob(".part-*"))
+
+
+@pytest.mark.slow
+def test_two_node_cluster_spreads_the_actors_over_both_nodes(tmp_path, products, queue_cfg):
+    import ray
+    from ray.cluster_utils import Cluster
+
+    path, _ = _catalogue(tmp_path / "cat", products, n=12)
+    # The same catalogue as Parquet (images as a list column), read by Ray Data's read_parquet.
+    rows = [json.loads(line) for line in path.read_text().splitlines()[:12]]
+    for r in rows:
+        r["images"] = [str(path.parent / p) for p in r["images"]]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "cat.parquet")
+
+    # Two nodes of 1 CPU: one actor of 0.8 CPU fits on each, never two on one.
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    cluster.add_node(num_cpus=1)
+    try:
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address, logging_level="WARNING", log_to_driver=False)
+        nodes = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+        assert len(nodes) == 2
+        cfg = _cfg(queue_cfg, actors=2, actor_cpus=0.8, read_cpus=0.2, batch_size=2)
+        result = batch.run_batch(cfg, str(tmp_path / "cat.parquet"), tmp_path / "out", progress=False)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    out_rows = _rows(tmp_path / "out")
+    assert result.new == len(out_rows) == 12 and all(r["status"] != batch.ERROR for r in out_rows)
+    assert {r["node_id"] for r in out_rows} == nodes
+
+
+def test_rows_are_parsed_from_jsonl_csv_and_parquet_forms():
+    assert batch.parse_row({"text": '{"product_id": 7, "title": "Mug", "images": ["a.jpg"]}'}) == ("7", "Mug", "", ["a.jpg"])
+    assert batch.parse_row({"product_id": "x", "title": "Mug", "category": "kitchen", "images": "a.jpg|s3://b/c.jpg"}) \
+        == ("x", "Mug", "kitchen", ["a.jpg", "s3://b/c.jpg"])
+    assert batch.parse_row({"product_id": "x", "title": "Mug", "images": '["a.jpg", "b.png"]'})[3] == ["a.jpg", "b.png"]
+    with pytest.raises(batch.BadRow, match="images must be"):
+        batch.parse_row({"product_id": "x", "title": "Mug", "images": []})
+    with pytest.raises(batch.BadRow, match="not a JSON list") as e:
+        batch.parse_row({"product_id": "x", "title": "Mug", "images": "[oops"})
+    assert e.value.product_id == "x"
+    with pytest.raises(batch.BadRow) as e:  # no product id: a made-up one, the same in every run
+        batch.parse_row({"text": "[1, 2]"})
+    assert e.value.product_id == batch._stable_id([1, 2]) != batch._stable_id([1, 3])
+
+
+def test_fetch_refuses_hosts_not_allowed_and_reports_missing_filesystems(tmp_path):
+    from agpis.config import ImagesConfig
+    from agpis.images import ImageError
+
+    cfg = ImagesConfig()
+    with pytest.raises(ImageError, match="allowed_hosts"):
+        batch.fetch_image("a", "http://169.254.169.254/latest", None, cfg)
+    with pytest.raises(ImageError, match="cannot read|no filesystem"):
+        batch.fetch_image("a", "nosuchscheme://bucket/a.jpg", None, cfg)
+    with pytest.raises(ImageError, match="needs a local INPUT"):
+        batch.fetch_image("a", "relative/a.jpg", None, cfg)
+    (tmp_path / "big.jpg").write_bytes(b"x" * 100)
+    with pytest.raises(ImageError, match="larger than"):
+        batch.fetch_image("a", "big.jpg", tmp_path, ImagesConfig(max_bytes=10))
+    assert batch.fetch_image("a", "big.jpg", tmp_path, ImagesConfig())[1] == (tmp_path / "big.jpg").as_uri()
