@@ -65,7 +65,7 @@ def dataset_card(summary: dict, sources) -> str:
         "- Few real source products (81 grocery products, 3 ABO listings, 1 JD product): many listings share "
         "a product's photos, so group-level splits matter more than record counts.",
         "- Grocery catalogue shots are 198 px and upscaled; close-ups from them are soft.",
-        "- The Magento catalogue has 119 usable styles (73 colours with three or more real views); its splits "
+        "- The Magento catalogue has 99 usable styles (59 colours with three or more real views); its splits "
         "are by style, 60/20/20 (catalogue.split_styles). 20 colours whose extra photos show another colour "
         "are kept to their main photo (catalogue.MAGENTO_MIXED_COLOURS).",
         "",
