@@ -219,7 +219,12 @@ class Pipeline:
         status = QUEUED if best.p_qualified > threshold else REJECTED
         if not explain_all and (status == REJECTED or explain):
             said = self.stage2.score(title, [[by_id[i] for i in best.ids]], s1.features, True)[0]
-            explained = dataclasses.replace(best, feedback=said.feedback)
+            feedback = said.feedback
+            if status == REJECTED and feedback == rules.feedback(rules.QUALIFIED):
+                # judged above stage2.explain_below yet under the caller's threshold: a rejection
+                # still says why, in the catalogue's words for the likeliest rule
+                feedback = rules.feedback(best.rule)
+            explained = dataclasses.replace(best, feedback=feedback)
             scores = [explained if s is best else s for s in scores]
             best = explained
         novelty, uncertain = -1.0, False
