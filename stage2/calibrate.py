@@ -163,7 +163,6 @@ def run(args) -> int:
     val_after, _ = reliability(apply(scored["val"][0], cal), scored["val"][1])
     cal.update({"fitted_on": f"{data.name} val, real catalogue records ({len(scored['val'][0])})",
                 "ece_test_before": round(before, 4), "ece_test_after": round(after, 4)})
-    png = plot({"raw": (p_test, y_test), "calibrated": (apply(p_test, cal), y_test)}, Path(args.plots) / "reliability.png")
     print(f"Platt a={cal['a']:.3f} b={cal['b']:.3f}; ECE val {val_before:.3f} -> {val_after:.3f}, "
           f"test {before:.3f} -> {after:.3f} ({len(p_test)} test records, {int(y_test.sum())} qualified)")
     if args.install:
@@ -178,6 +177,8 @@ def run(args) -> int:
         write_card(directory)
         print(f"wrote the calibration into {cfg_path}; golden scores and model card rewritten")
     if args.docs:
+        png = plot({"raw": (p_test, y_test), "calibrated": (apply(p_test, cal), y_test)},
+                   Path(args.plots) / "reliability.png")
         thr = 0.3
         p_cal = apply(p_test, cal)
         sent = p_cal > thr
