@@ -204,6 +204,15 @@ class _CatalogueBuilder:
         return (Item(_photo(im.path, self.size), im.view, False, self.gid(), variant="other_product",
                      source=f"{SOURCE}-photo", source_id=im.path), "other_product", o.name)
 
+    def duplicate_of(self, src: Item) -> tuple[Item, str]:
+        """A near-duplicate of a real view (a crop or centred zoom keeping 65-90%, a mirror, a
+        re-encode; one or two), added as a problem image; with the transforms' names."""
+        img, detail = violations.near_duplicate(src.image, self.rng, crop=(0.65, 0.9), zoom=(1 / 0.9, 1 / 0.65),
+                                                ops=("crop", "zoom", "flip", "reencode"))
+        dup = Item(img, src.view, src.primary_ok and set(detail.split("+")) <= {"flip", "reencode"}, src.group,
+                   source=src.source)
+        return self.add(dup, problem=True), detail
+
     # one record per label
     def record(self, label: str) -> dict:
         rng = self.rng
@@ -231,10 +240,7 @@ class _CatalogueBuilder:
             positions = [0]
         elif label == "duplicated_view":
             src = rng.choice((self.front, a))
-            img, detail = violations.near_duplicate(src.image, rng, crop=(0.65, 0.9), zoom=(1 / 0.9, 1 / 0.65),
-                                                    ops=("crop", "zoom", "flip", "reencode"))
-            dup = self.add(Item(img, src.view, src.primary_ok and set(detail.split("+")) <= {"flip", "reencode"},
-                                src.group, source=src.source), problem=True)
+            dup, detail = self.duplicate_of(src)
             seq = [self.front, a, dup] if src is a else [self.front, dup, a]
             if rng.random() < 0.5:
                 seq[1], seq[2] = seq[2], seq[1]
@@ -307,10 +313,6 @@ class _CatalogueBuilder:
                           self.gid() if collage else base.group, rules=[label], box=applied.box, source=base.source),
                      problem=True)
         elif r < 0.75:
-            base = rng.choice([self.front] + self.clean())
-            img, detail = violations.near_duplicate(base.image, rng, crop=(0.65, 0.9), zoom=(1 / 0.9, 1 / 0.65),
-                                                    ops=("crop", "zoom", "flip", "reencode"))
-            self.add(Item(img, base.view, base.primary_ok and set(detail.split("+")) <= {"flip", "reencode"},
-                          base.group, source=base.source), problem=True)
+            self.duplicate_of(rng.choice([self.front] + self.clean()))
         else:
             self.add(self.other_colour_photo()[0], problem=True)
