@@ -24,11 +24,9 @@ from __future__ import annotations
 import argparse
 import datetime
 import hashlib
-import html
 import io
 import json
 import random
-import re
 import statistics
 import time
 from collections import Counter
@@ -68,12 +66,6 @@ class Case:
 
 def seed_for(listing_id: str, variant: str) -> int:
     return int(hashlib.sha256(f"{SEED_SALT}/{listing_id}/{variant}".encode()).hexdigest()[:12], 16)
-
-
-def clean_title(text: str) -> str:
-    """The catalogue tables keep HTML entities and double spaces ("Logan  HeatTec&reg; Tee");
-    a seller's title has the characters."""
-    return re.sub(r"\s+", " ", html.unescape(text)).strip()
 
 
 def _photo_ids(paths: list[str]) -> list[str]:
@@ -131,7 +123,7 @@ def catalogue_cases(listing, styles, split_of: dict[str, str]) -> list[Case]:
     if listing.images[0].view != "front":
         raise ValueError(f"{listing.product_id}: the first photo is a {listing.images[0].view} view, not the main")
     real = list(zip(ids, paths))
-    lid, title = listing.product_id, clean_title(listing.title)
+    lid, title = listing.product_id, listing.title
     base = dict(listing=lid, group="catalogue", main_id=ids[0], clean_ids=list(ids), style=style.style)
     cases = [Case(id=f"{lid}~clean", variant="clean", title=title, images=list(real), **base)]
 
@@ -177,7 +169,7 @@ def catalogue_cases(listing, styles, split_of: dict[str, str]) -> list[Case]:
     if others:
         rng = random.Random(seed_for(lid, "title_colour"))
         tc = rng.choice(others)
-        cases.append(Case(id=f"{lid}~title_colour", variant="title_colour", title=clean_title(style.title(tc)),
+        cases.append(Case(id=f"{lid}~title_colour", variant="title_colour", title=style.title(tc),
                           images=list(real), info={"colour": tc, "true_colour": colour}, **base))
     return cases
 
