@@ -190,7 +190,7 @@ class Pipeline:
         _validate(title, images, k, threshold)
 
         t0 = time.perf_counter()
-        s1: Stage1Result = self.stage1.run(images, k, check)
+        s1: Stage1Result = self.stage1.run(images, k, check, title=title)
         timings["stage1"] = _ms(t0)
         for step, ms in s1.timings_ms.items():
             timings[f"stage1.{step}"] = ms
@@ -217,7 +217,13 @@ class Pipeline:
         # likely to accept, among those stage 1 proposed.
         best = max(scores, key=lambda s: s.p_qualified)
         status = QUEUED if best.p_qualified > threshold else REJECTED
-        if not explain_all and (status == REJECTED or explain):
+        if s1.rejection is not None:
+            # stage 1's explainable check rejects the listing whatever stage 2 scored: its
+            # sentence is the feedback, and the listing is not "uncertain" (the check is sure)
+            status = REJECTED
+            best = dataclasses.replace(best, rule=s1.rejection.rule, feedback=s1.rejection.message)
+            scores = [best if s.ids == best.ids else s for s in scores]
+        elif not explain_all and (status == REJECTED or explain):
             said = self.stage2.score(title, [[by_id[i] for i in best.ids]], s1.features, True)[0]
             feedback = said.feedback
             if status == REJECTED and feedback == rules.feedback(rules.QUALIFIED):
@@ -232,7 +238,7 @@ class Pipeline:
             if hasattr(self.stage2, "novelty") else None
         if measured is not None:
             novelty = measured[0]
-            uncertain = status == REJECTED and novelty > measured[1]
+            uncertain = status == REJECTED and novelty > measured[1] and s1.rejection is None
         timings["stage2"] = _ms(t0)
         timings["total"] = timings.get("decode", 0.0) + _ms(t_start)
         return Decision(status=QUEUED if uncertain else status, p_qualified=best.p_qualified, sequence=list(best.ids),

@@ -49,13 +49,27 @@ class Stage1Config:
     min_highlight: float = 0.6  # 99th luminance percentile below this: too dark
     max_shadow: float = 0.58  # 2nd luminance percentile above this: washed out
     min_log_sharpness: float = 1.15  # log10 Laplacian variance over the product: blurry below
+    # --- colour (stage1/colour.py): the product's colour named against the title's colour word -
+    # An image whose product shows the title's colour less than this (share of that colour, a
+    # quarter of its neighbours', over the main colour's share) does not show what the title
+    # says. Chosen on the Magento train+val styles' main photos (`python -m stage1.colour_eval`):
+    # at 0.2, 15 of 278 own-colour main photos fall below (mostly photos whose shop colour name
+    # is not what they show) and 404 of 512 titles naming another colour of the style do.
+    title_colour_min: float = 0.2
+    # Without a colour word in the title: an image sharing less than this of the primary's
+    # colours (histogram intersection of the named colours) shows another variant. Train+val: 1
+    # of 120 same-colour views falls below, 341 of 486 other colours' main photos do.
+    colour_overlap_min: float = 0.3
+
     # Checks whose own verdict (score >= 0.5) removes an image (single-image checks) or keeps
     # it from being the primary (primary checks), beside the learned models. The others only
     # explain. Names: resolution, exposure, blur, background_marks (text found by the PP-OCR
     # detector on a mark standing apart from the product), white_background, product_fill,
-    # aspect_ratio.
+    # aspect_ratio, title_colour (no image shows the title's colour: the listing is rejected as
+    # title_mismatch, whatever stage 2 says) and product_colour (an image in another colour than
+    # the title's, or than the primary's, is removed as inconsistent_product).
     decisive_checks: list[str] = field(default_factory=lambda: [
-        "resolution", "background_marks", "white_background", "aspect_ratio"])
+        "resolution", "background_marks", "white_background", "aspect_ratio", "title_colour", "product_colour"])
 
     # --- text regions (PP-OCR detector): costly, so only where the model suspects text -------
     text_check_min_p: float = 0.2  # max(p text_overlay, watermark, logo) needed to run it

@@ -28,6 +28,7 @@ HEADS_FILE = "heads.safetensors"
 TEXT_RULES = ("text_overlay", "watermark", "logo")
 PRIMARY_CHECKS = ("white_background", "product_fill", "aspect_ratio")
 SINGLE_CHECKS = ("resolution", "exposure", "blur", "background_marks")
+COLOUR_CHECKS = ("title_colour", "product_colour")
 
 
 def check_config(cfg: Stage1Config):
@@ -51,10 +52,10 @@ class LearnedStage1:
 
         self.directory = Path(directory)
         self.config = config or Stage1Config()
-        unknown = set(self.config.decisive_checks) - set(PRIMARY_CHECKS + SINGLE_CHECKS)
+        known = PRIMARY_CHECKS + SINGLE_CHECKS + COLOUR_CHECKS
+        unknown = set(self.config.decisive_checks) - set(known)
         if unknown:
-            raise ValueError(f"stage1.decisive_checks: unknown {sorted(unknown)}; "
-                             f"known: {', '.join(PRIMARY_CHECKS + SINGLE_CHECKS)}")
+            raise ValueError(f"stage1.decisive_checks: unknown {sorted(unknown)}; known: {', '.join(known)}")
         path = self.directory / MANIFEST
         if not path.is_file():
             raise FileNotFoundError(f"{path} is missing: not a stage 1 directory (train one with `agpis train stage1`)")
@@ -92,7 +93,7 @@ class LearnedStage1:
 
     # -------------------------------------------------------------------------------------
     def run(self, images: list[CandidateImage], k: int,
-            check_deadline: Callable[[], None] | None = None) -> Stage1Result:
+            check_deadline: Callable[[], None] | None = None, title: str = "") -> Stage1Result:
         from stage1.checks import check_vector, run_checks
         from stage1.duplicates import find_duplicates, image_patches
         from stage1.heads import head_input
@@ -148,11 +149,34 @@ class LearnedStage1:
         check()
 
         reports, removed, decisions = self._decide(images, probs, checks, text_boxes, mark_boxes)
+        from stage1 import colour
+
+        shares = clock("colour", lambda: [colour.colour_shares(x) for x in small])
+        verdict = colour.check_title(title, shares, cfg.title_colour_min)
+        off_colour = self._off_colour(verdict, shares, reports, decisions)
         primary = self._choose_primary(reports, decisions)
         # Primary-rule findings explain the chosen primary, or, without one, why none qualified.
         for r, d in zip(reports, decisions):
             if primary is None or r.id == primary:
                 r.findings += d["primary_findings"]
+        order = [im.id for im in images]
+        p_idx = order.index(primary) if primary is not None else None
+        if p_idx is not None and not verdict.words and shares[p_idx] is not None \
+                and "product_colour" in cfg.decisive_checks:
+            # no colour word to judge by: the primary's colours are the listing's
+            for i, d in enumerate(decisions):
+                if i != p_idx and not d["remove"] and shares[i] is not None \
+                        and colour.overlap(shares[i], shares[p_idx]) < cfg.colour_overlap_min:
+                    d["remove"] = True
+                    off_colour.append(i)
+                    detail = f"{colour.describe(shares[i])} against {colour.describe(shares[p_idx])}"
+                    reports[i].findings.append(Finding("inconsistent_product", 1.0 - colour.overlap(shares[i], shares[p_idx]),
+                                                       None, "check:product_colour", detail))
+        for i in off_colour:
+            detail = next(f.message for f in reports[i].findings if f.source == "check:product_colour")
+            sentence = rules.feedback("inconsistent_product", kind="variant", images=[p_idx, i], detail=detail) \
+                if p_idx is not None else f"{rules.image_name(i)} shows the product in another colour ({detail})"
+            removed.append(Removal(images[i].id, "inconsistent_product", sentence))
         kept_idx = [i for i, d in enumerate(decisions) if not d["remove"]]
         kept = [images[i] for i in kept_idx]
 
@@ -179,6 +203,8 @@ class LearnedStage1:
 
         features = {im.id: np.ascontiguousarray(feats["final"][i]) for i, im in enumerate(images)}
         result = Stage1Result(reports, duplicates, removed, primary, [], None, timings, features)
+        if verdict.mismatch and "title_colour" in cfg.decisive_checks:
+            result.rejection = _title_mismatch(verdict, shares, p_idx)
         if primary is None:
             result.terminated_reason = "no_primary"
             return result
@@ -283,6 +309,26 @@ class LearnedStage1:
                 removed.append(Removal(im.id, nc_rule, _sentence(nc_rule, i, box, im)))
         return reports, removed, decisions
 
+    def _off_colour(self, verdict, shares, reports, decisions) -> list[int]:
+        """The images whose product is not in the title's colour while others are: each gets a
+        finding, and (`product_colour` decisive) is marked removed as inconsistent_product.
+        When no image shows the title's colour, the title is wrong, not the images: none goes."""
+        from stage1 import colour
+
+        out = []
+        if verdict.mismatch:
+            return out
+        said = " or ".join(w for w, _ in verdict.words)
+        for i, (ok, d) in enumerate(zip(verdict.agree, decisions)):
+            if ok is False and not d["remove"]:
+                reports[i].findings.append(Finding("inconsistent_product", 1.0 - verdict.scores[i], None,
+                                                   "check:product_colour",
+                                                   f"{colour.describe(shares[i])} against the title's {said}"))
+                if "product_colour" in self.config.decisive_checks:
+                    d["remove"] = True
+                    out.append(i)
+        return out
+
     def _choose_primary(self, reports, decisions) -> str | None:
         """argmax p_primary among the images that are not removed; it must pass the threshold.
         The seller's first image wins ties within `first_image_margin` (their chosen main view)."""
@@ -349,6 +395,20 @@ def _validate(images: list[CandidateImage], k: int) -> None:
                              f"{getattr(px, 'shape', None)} {getattr(px, 'dtype', type(px).__name__)}")
         if min(px.shape[:2]) < MIN_SIDE:
             raise ValueError(f"candidate {im.id!r}: image of {px.shape[1]}x{px.shape[0]} px is too small to judge")
+
+
+def _title_mismatch(verdict, shares, p_idx) -> Finding:
+    """The title names a colour no image shows: the sentence names the title's word and what the
+    primary (else the first judged image) shows."""
+    from stage1 import colour
+
+    i = p_idx if p_idx is not None and shares[p_idx] is not None else \
+        next(j for j, ok in enumerate(verdict.agree) if ok is False)
+    said = " or ".join(w for w, _ in verdict.words)
+    score = 1.0 - max(s for s in verdict.scores if s is not None)
+    sentence = f"{rules.feedback('title_mismatch', detail=said)}: the product in {rules.image_name(i)} is " \
+               f"{colour.describe(shares[i])}"
+    return Finding("title_mismatch", score, None, "check:title_colour", sentence)
 
 
 def _union(boxes):

@@ -79,14 +79,18 @@ class Stage1Result:
     # Per-image features computed once by the shared backbone, keyed by candidate id, opaque to
     # the pipeline; stage 2 reuses them when its image encoder is the same backbone.
     features: dict[str, Any] = field(default_factory=dict)
+    # A decisive sequence-level finding of stage 1's own checks (the title names a colour no
+    # image shows): the listing is rejected for it whatever stage 2 scores.
+    rejection: Finding | None = None
 
 
 class Stage1(Protocol):
     version: str
 
     def run(self, images: list[CandidateImage], k: int,
-            check_deadline: Callable[[], None] | None = None) -> Stage1Result:
+            check_deadline: Callable[[], None] | None = None, title: str = "") -> Stage1Result:
         """Decide the primary, drop non-compliant and duplicated images, propose sequences.
+        `title` (the product's) is checked against the images' colours.
 
         `check_deadline()` raises when the caller's time is up; call it between steps.
         """

@@ -1,0 +1,173 @@
+"""The product's colour, named in a shopper's words, and checked against the title and across images.
+
+Why a rule and not the models: MUIsC sees colour only through a frozen 224 px map and about 70
+training styles, too few to ground colour words (on held-out real styles it caught 0 of 11
+titles naming another colour). A colour name is cheap to compute and to explain: "the title says
+red, but the product in image 1 is mostly blue".
+
+1. The product: the pixels that differ from the frame's background (the median of the border),
+   minus skin (a model wears most apparel; skin would read as orange, brown or pink).
+2. Each product pixel is named by the 11 basic colour terms (Berlin & Kay) from its hue,
+   saturation and value; the image's colour is the share of its product pixels by name.
+3. A colour word of the title is accepted by its own name and its neighbours (a purple garment
+   photographs partly blue; navy is blue): the title's share in an image is the share of
+   product pixels with an accepted name.
+
+Thresholds are chosen on the Magento train+val styles (`python -m stage1.colour_eval`).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+NAMES = ("black", "white", "gray", "red", "orange", "yellow", "green", "blue", "purple", "pink", "brown")
+
+# A title's colour words -> the basic name they mean. Plain shopper words, several languages
+# would go here; unknown words are simply not checked.
+WORDS = {
+    "black": "black", "white": "white", "gray": "gray", "grey": "gray", "silver": "gray",
+    "charcoal": "gray", "red": "red", "burgundy": "red", "maroon": "red", "orange": "orange",
+    "yellow": "yellow", "gold": "yellow", "green": "green", "olive": "green", "khaki": "brown",
+    "blue": "blue", "navy": "blue", "teal": "blue", "turquoise": "blue", "purple": "purple",
+    "violet": "purple", "lavender": "purple", "pink": "pink", "brown": "brown", "beige": "brown",
+    "tan": "brown",
+}
+# The names a colour word accepts in a photo: its own and its photographic neighbours.
+ACCEPTS = {
+    "black": ("black", "gray"), "white": ("white", "gray"), "gray": ("gray", "black", "white"),
+    "red": ("red", "pink", "orange"), "orange": ("orange", "red", "yellow", "brown"),
+    "yellow": ("yellow", "orange"), "green": ("green", "yellow"), "blue": ("blue", "purple"),
+    "purple": ("purple", "blue", "pink"), "pink": ("pink", "red", "purple"),
+    "brown": ("brown", "orange", "red"),
+}
+
+
+@dataclass(frozen=True)
+class ColourConfig:
+    border: float = 0.04  # share of each side taken as the background's sample
+    min_distance: float = 20.0  # Lab distance (8-bit scale) from the background: the product
+    max_border_spread: float = 12.0  # median Lab L1 distance of the border to its median: a plain backdrop
+    min_product: float = 0.03  # share of the frame; less: the image's colour is not judged
+    skin: bool = True  # leave skin out of the product
+
+
+def title_colours(title: str) -> list[tuple[str, str]]:
+    """The colour words of a title with the basic name each means, in order:
+    "Chaz Hoodie, Navy" -> [("navy", "blue")]."""
+    out: list[tuple[str, str]] = []
+    for w in re.findall(r"[a-z]+", title.lower()):
+        n = WORDS.get(w)
+        if n and n not in [x for _, x in out]:
+            out.append((w, n))
+    return out
+
+
+def lch(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(N, 3) uint8 RGB -> CIE L (0-100), chroma and hue angle (degrees) per pixel."""
+    import cv2
+
+    lab = cv2.cvtColor(rgb.reshape(-1, 1, 3).astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB).reshape(-1, 3)
+    L, a, b = lab[:, 0], lab[:, 1], lab[:, 2]
+    return L, np.hypot(a, b), np.degrees(np.arctan2(b, a)) % 360
+
+
+# Hue angles (CIE LCh, degrees) where each chromatic name ends, going round from pink.
+HUES = ((12, "pink"), (45, "red"), (75, "orange"), (120, "yellow"), (200, "green"), (300, "blue"),
+        (338, "purple"), (360, "pink"))
+SKIN = len(NAMES)  # the index of "skin": product pixels that are named nothing
+
+
+def name_pixels(rgb: np.ndarray, skin: bool = True) -> np.ndarray:
+    """(N, 3) uint8 RGB -> (N,) index into NAMES, or SKIN for a skin tone (when `skin`)."""
+    L, C, h = lch(rgb)
+    idx = {n: i for i, n in enumerate(NAMES)}
+    out = np.full(len(L), idx["pink"])
+    for end, name in reversed(HUES):
+        out = np.where(h < end, idx[name], out)
+    warm = (out == idx["red"]) | (out == idx["orange"]) | (out == idx["yellow"])
+    # light, soft reds are pink; dark warm colours are brown
+    out = np.where((out == idx["red"]) & (L > 65) & (C < 45), idx["pink"], out)
+    out = np.where(warm & (L < 45) & (C < 45), idx["brown"], out)
+    if skin:  # a model's skin: warm, moderately light, moderately saturated
+        out = np.where((h > 25) & (h < 75) & (C > 8) & (C < 38) & (L > 25) & (L < 82), SKIN, out)
+    grey = C < 7 + 0.05 * L  # a near-neutral (a bit more room for light shades)
+    out = np.where(grey, np.where(L > 88, idx["white"], idx["gray"]), out)
+    out = np.where(((L < 20) & (C < 14)) | (L < 12) | ((L < 30) & (C < 10)), idx["black"], out)
+    return out
+
+
+def skin_mask(rgb: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> bool: the skin tones name_pixels leaves out."""
+    return (name_pixels(rgb.reshape(-1, 3)) == SKIN).reshape(rgb.shape[:2])
+
+
+def product_mask(rgb: np.ndarray, cfg: ColourConfig = ColourConfig()) -> np.ndarray | None:
+    """What differs from a plain backdrop (the median of the frame's border), or None without one."""
+    import cv2
+
+    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).astype(np.float32)
+    h, w = lab.shape[:2]
+    bh, bw = max(1, int(h * cfg.border)), max(1, int(w * cfg.border))
+    ring = np.concatenate([lab[:bh].reshape(-1, 3), lab[-bh:].reshape(-1, 3),
+                           lab[:, :bw].reshape(-1, 3), lab[:, -bw:].reshape(-1, 3)])
+    bg = np.median(ring, axis=0)
+    return np.linalg.norm(lab - bg, axis=2) > cfg.min_distance
+
+
+def colour_shares(rgb: np.ndarray, cfg: ColourConfig = ColourConfig()) -> np.ndarray | None:
+    """(H, W, 3) uint8 RGB (224 px is plenty) -> the product's share of each of NAMES, or None
+    when too little of the frame is product to judge."""
+    mask = product_mask(rgb, cfg)
+    if mask is None or mask.mean() < cfg.min_product:
+        return None
+    names = name_pixels(rgb[mask], cfg.skin)
+    names = names[names != SKIN]
+    if len(names) < cfg.min_product * mask.size:
+        return None
+    return np.bincount(names, minlength=len(NAMES)).astype(np.float32) / len(names)
+
+
+def title_score(shares: np.ndarray, colour: str, neighbour_weight: float = 0.25) -> float:
+    """How much of the product shows a title's colour name, relative to its main colour: the
+    share of that name plus a quarter of its neighbours' (ACCEPTS), over the largest share. 1.0:
+    it is the main colour; 0: not there at all."""
+    own = shares[NAMES.index(colour)]
+    near = sum(shares[NAMES.index(n)] for n in ACCEPTS[colour][1:])
+    return float(min(1.0, (own + neighbour_weight * near) / max(float(shares.max()), 1e-6)))
+
+
+def overlap(a: np.ndarray, b: np.ndarray) -> float:
+    """Histogram intersection of two images' colour shares: 1.0 same colours, 0 none shared."""
+    return float(np.minimum(a, b).sum())
+
+
+def describe(shares: np.ndarray) -> str:
+    """'mostly blue', 'mostly blue and gray': the names above 25% of the product, largest first."""
+    top = [NAMES[i] for i in np.argsort(-shares)[:2] if shares[i] >= 0.25] or [NAMES[int(np.argmax(shares))]]
+    return "mostly " + " and ".join(top)
+
+
+@dataclass
+class TitleColour:
+    """The title's colour against each image: `agree[i]` is True, False, or None (not judged:
+    no plain backdrop, or too little product)."""
+    words: list[tuple[str, str]]  # (title word, basic name)
+    scores: list[float | None]
+    agree: list[bool | None]
+
+    @property
+    def mismatch(self) -> bool:
+        """The title names a colour that most judged images do not show: then the title is
+        wrong, not the images (one image in another colour is an inconsistent image instead)."""
+        judged = [a for a in self.agree if a is not None]
+        return bool(self.words) and bool(judged) and sum(judged) < len(judged) / 2
+
+
+def check_title(title: str, shares: list[np.ndarray | None], min_score: float) -> TitleColour:
+    words = title_colours(title)
+    scores: list[float | None] = []
+    for sh in shares:
+        scores.append(None if sh is None or not words else max(title_score(sh, n) for _, n in words))
+    return TitleColour(words, scores, [None if s is None else s >= min_score for s in scores])
