@@ -113,6 +113,8 @@ def product_mask(rgb: np.ndarray, cfg: ColourConfig = ColourConfig()) -> np.ndar
     ring = np.concatenate([lab[:bh].reshape(-1, 3), lab[-bh:].reshape(-1, 3),
                            lab[:, :bw].reshape(-1, 3), lab[:, -bw:].reshape(-1, 3)])
     bg = np.median(ring, axis=0)
+    if np.median(np.abs(ring - bg).sum(1)) > cfg.max_border_spread:
+        return None  # no plain backdrop (a scene, a pattern): the product cannot be told apart
     return np.linalg.norm(lab - bg, axis=2) > cfg.min_distance
 
 

@@ -58,7 +58,7 @@ class Stage1Config:
     title_colour_min: float = 0.2
     # Without a colour word in the title: an image sharing less than this of the primary's
     # colours (histogram intersection of the named colours) shows another variant. Train+val: 1
-    # of 120 same-colour views falls below, 341 of 486 other colours' main photos do.
+    # of 131 same-colour views falls below, 350 of 512 pairs with another colour's main photo do.
     colour_overlap_min: float = 0.3
 
     # Checks whose own verdict (score >= 0.5) removes an image (single-image checks) or keeps
