@@ -46,6 +46,7 @@ ACCEPTS = {
 
 @dataclass(frozen=True)
 class ColourConfig:
+    side: int = 112  # px, longest side the colours are counted at
     border: float = 0.04  # share of each side taken as the background's sample
     min_distance: float = 20.0  # Lab distance (8-bit scale) from the background: the product
     max_border_spread: float = 12.0  # median Lab L1 distance of the border to its median: a plain backdrop
@@ -121,6 +122,12 @@ def product_mask(rgb: np.ndarray, cfg: ColourConfig = ColourConfig()) -> np.ndar
 def colour_shares(rgb: np.ndarray, cfg: ColourConfig = ColourConfig()) -> np.ndarray | None:
     """(H, W, 3) uint8 RGB (224 px is plenty) -> the product's share of each of NAMES, or None
     when too little of the frame is product to judge."""
+    if max(rgb.shape[:2]) > cfg.side:  # proportions need few pixels: 4x fewer at 112 than 224
+        import cv2
+
+        f = cfg.side / max(rgb.shape[:2])
+        rgb = cv2.resize(rgb, (max(1, round(rgb.shape[1] * f)), max(1, round(rgb.shape[0] * f))),
+                         interpolation=cv2.INTER_AREA)
     mask = product_mask(rgb, cfg)
     if mask is None or mask.mean() < cfg.min_product:
         return None

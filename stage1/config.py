@@ -54,11 +54,12 @@ class Stage1Config:
     # quarter of its neighbours', over the main colour's share) does not show what the title
     # says. Chosen on the Magento train+val styles' main photos (`python -m stage1.colour_eval`):
     # at 0.2, 15 of 278 own-colour main photos fall below (mostly photos whose shop colour name
-    # is not what they show) and 404 of 512 titles naming another colour of the style do.
+    # is not what they show) and 403 of 512 titles naming another colour of the style do.
     title_colour_min: float = 0.2
     # Without a colour word in the title: an image sharing less than this of the primary's
-    # colours (histogram intersection of the named colours) shows another variant. Train+val: 1
-    # of 131 same-colour views falls below, 350 of 512 pairs with another colour's main photo do.
+    # colours (histogram intersection of the named colours) shows another variant. Train+val: 0
+    # of 101 judged same-colour views fall below, 348 of 512 pairs with another colour's main
+    # photo do (0.4: 3 and 414).
     colour_overlap_min: float = 0.3
 
     # Checks whose own verdict (score >= 0.5) removes an image (single-image checks) or keeps

@@ -294,7 +294,7 @@ def score_pair(a: ImagePatches, b: ImagePatches, ts: np.ndarray, flips: np.ndarr
     for h in np.argsort(-np.minimum(feat, rough))[: cfg.colour_checked]:  # the best few, refined
         if min(feat[h], 1.0) <= best[0]:
             continue
-        share_h, t = colour_difference(a, b, distinct[h], cfg)
+        share_h, t = colour_difference(a, b, distinct[h], cfg, enough=min(float(feat[h]), 1.0))
         score = float(np.clip(min(feat[h], 1 - share_h / cfg.colour_share_zero), 0, 1))
         if score > best[0]:
             best = (score, t, bool(flipped[h]), share_h)
@@ -370,7 +370,8 @@ def _colour_cost(a: ImagePatches, b: ImagePatches, ts: np.ndarray, cfg: Duplicat
     return np.where(few, 0.0, share), cost
 
 
-def colour_difference(a: ImagePatches, b: ImagePatches, t: np.ndarray, cfg: DuplicateConfig) -> tuple[float, np.ndarray]:
+def colour_difference(a: ImagePatches, b: ImagePatches, t: np.ndarray, cfg: DuplicateConfig,
+                      enough: float = 1.0) -> tuple[float, np.ndarray]:
     """The transform t (a -> b) refined on the colour thumbnails (the feature maps place it to
     about a cell, 1/14 of the frame, too coarse to compare pixels), and the share of the
     foreground whose colour still differs under it -> (share, refined t). A copy lines up
@@ -387,7 +388,14 @@ def colour_difference(a: ImagePatches, b: ImagePatches, t: np.ndarray, cfg: Dupl
         t = ts[int(np.argmin(_colour_cost(a, b, ts, cfg, with_share=False)[1]))]
     # A copy may also be turned a few degrees (the share then counts the frame's rotated edges):
     # the lowest share over cfg.colour_angles, rotating a's warped thumbnail about b's centre.
-    return min(float(_colour_cost(a, b, t[None], cfg, angle=angle)[0][0]) for angle in cfg.colour_angles), t
+    # The caller scores min(feature, colour): once the colour score reaches `enough` (the
+    # feature score), no rotation can raise it, and the other angles are not tried.
+    share = 1.0
+    for angle in cfg.colour_angles:
+        share = min(share, float(_colour_cost(a, b, t[None], cfg, angle=angle)[0][0]))
+        if 1 - share / cfg.colour_share_zero >= enough:
+            break
+    return share, t
 
 
 def _foreground(lab: np.ndarray) -> np.ndarray:

@@ -43,13 +43,13 @@ class SlowStage1:
         self.inner, self.delay = inner, delay
         self.version = inner.version + f" (+{delay}s test delay)"
 
-    def run(self, images, k, check_deadline=None):
+    def run(self, images, k, check_deadline=None, title=""):
         end = time.monotonic() + self.delay
         while time.monotonic() < end:
             time.sleep(0.02)
             if check_deadline:
                 check_deadline()
-        return self.inner.run(images, k, check_deadline)
+        return self.inner.run(images, k, check_deadline, title=title)
 
 
 def slow_pipeline(config: Config, delay: float, model: str = "default") -> Pipeline:
@@ -69,6 +69,6 @@ class GatedPipeline(Pipeline):
 
 
 def request(product, pid="p1", explain=True, **options) -> pb.GenerateSequenceRequest:
-    return pb.GenerateSequenceRequest(product_id=pid, title="Red ceramic mug with handle", category="kitchen",
+    return pb.GenerateSequenceRequest(product_id=pid, title="Ceramic mug with handle", category="kitchen",
                                       candidates=[pb.Candidate(id=cid, data=data) for cid, data in product],
                                       options=pb.Options(explain=explain, **options))

@@ -52,7 +52,9 @@ def _catalogue(directory: Path, products, n: int = N_GOOD) -> tuple[Path, dict[s
 def _cfg(queue_cfg, **batch_settings) -> Config:
     cfg = Config()
     cfg.queue = queue_cfg
-    cfg.pipeline.threshold = 0.0  # every decided product is QUEUED: the queue path runs for all of them
+    # every decided product is QUEUED (the queue path runs for all of them), except those that
+    # stage 1's decisive checks reject whatever the threshold (a title naming another colour)
+    cfg.pipeline.threshold = 0.0
     for k, v in batch_settings.items():
         setattr(cfg.batch, k, v)
     return cfg
@@ -95,7 +97,8 @@ def test_local_run_decides_every_product_once_with_errors_as_rows_and_queues_eac
     for pid, what in bad.items():
         assert by_id[pid]["status"] == batch.ERROR and what in by_id[pid]["error"], by_id[pid]
     good = [by_id[f"p-{i:06d}"] for i in range(N_GOOD)]
-    assert {r["status"] for r in good} <= {"QUEUED", "TERMINATED"} and any(r["status"] == "QUEUED" for r in good)
+    assert {r["status"] for r in good} <= {"QUEUED", "TERMINATED", "REJECTED"} and any(r["status"] == "QUEUED" for r in good)
+    assert all(r["predicted_rule"] == "title_mismatch" for r in good if r["status"] == "REJECTED")
     for r in good:
         assert r["error"] is None and dict(r["model_versions"])["model"]
         assert "stage1" in dict(r["timings_ms"]) and "fetch" in dict(r["timings_ms"])
