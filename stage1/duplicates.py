@@ -70,10 +70,13 @@ class DuplicateConfig:
     # 3-10 degree rotated copies stay duplicates.
     colour_angles: tuple[float, ...] = (0.0, -6.0, 6.0)
     colour_floor: float = 0.2  # rough colour score below which a transform is not checked further
-    colour_checked: int = 2  # best transforms whose colour comparison is refined
+    # Best transforms whose colour comparison is refined. 1 (was 2) and six zoom scales (were
+    # ten, 0.62-1.0 by 0.04) on Magento val: recall at 0.9 0.992 (526 of 530; before 0.991),
+    # the same 3 false positives, matching about 10% faster (`agpis bench stage1`).
+    colour_checked: int = 1
     feature_full: float = 0.5  # feature score (re-pooled cosine 0.8) that counts as full agreement
     # Side fractions at which each thumbnail is slid over the other (template_hypotheses).
-    zoom_scales: tuple[float, ...] = (0.62, 0.66, 0.7, 0.74, 0.78, 0.82, 0.86, 0.9, 0.94, 1.0)
+    zoom_scales: tuple[float, ...] = (0.62, 0.7, 0.78, 0.86, 0.94, 1.0)
 
 
 class PooledMaps:
