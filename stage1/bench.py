@@ -10,7 +10,7 @@ import time
 import numpy as np
 
 STEPS = ("resize", "backbone", "proposals", "checks", "help_side_thread", "wait_side_thread", "heads", "text",
-         "matching", "sequences")
+         "colour", "matching", "sequences")
 
 
 def jpeg_candidates(n_products: int, size: int = 800, n: int = 7) -> list[list[tuple[str, bytes]]]:
