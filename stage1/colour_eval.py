@@ -3,7 +3,7 @@ colours its style comes in, on the real Magento photos (../shared/data/magento);
 thresholds of Stage1Config (title_colour_min, colour_overlap_min) were chosen from its output
 on the train and val styles.
 
-    python -m stage1.colour_eval [--splits train,val] [--shared ../shared/data]
+    python -m stage1.colour_eval [--splits 'train,val;test'] [--shared ../shared/data] [--docs docs/evaluation.md]
 
 For each colour of a style:
 - title: its main photo scored for its own colour (a clean title; below the threshold it would
@@ -24,6 +24,15 @@ import numpy as np
 from stage1 import colour
 
 TITLE_T = (0.1, 0.15, 0.2, 0.3)
+INTRO = """Command: `{command}`. Real photos (Magento Luma, OSL-3.0, read in place from ../shared); the
+shipped thresholds are `stage1.title_colour_min` = 0.2 (title and views) and
+`stage1.colour_overlap_min` = 0.3 (overlap, titles without a colour word), chosen on train+val.
+*title*: each colour's main photo scored for its own colour (clean: below the threshold is a
+false title_mismatch) and for each other colour of its style (below: caught). *views*: the
+colour's other photos scored for its colour (below: removed in error) and the other colours'
+main photos (below: removed as inconsistent_product). *overlap*: the same pairs judged by their
+colours' overlap with the main photo. A photo without a plain backdrop, or with too little
+product, is not judged and is not counted."""
 OVERLAP_T = (0.2, 0.3, 0.4)
 
 
@@ -91,12 +100,22 @@ def report(measures: dict, header: str) -> str:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m stage1.colour_eval", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--splits", default="train,val", help="Magento style splits, comma-separated")
+    ap.add_argument("--splits", default="train,val;test",
+                    help="Magento style splits: comma-separated within a table, ';' between tables")
     ap.add_argument("--shared", default=None, help="../shared/data directory (default: beside the checkout)")
+    ap.add_argument("--docs", default="", help="also write the section into this Markdown file (docs/evaluation.md)")
     args = ap.parse_args(argv)
-    splits = set(args.splits.split(","))
-    listings, colours = shares_by_listing(splits, args.shared)
-    print(report(table(listings, colours), f"Colour check on the Magento {args.splits} styles ({len(listings)} colours)"))
+    parts = []
+    for splits in args.splits.split(";"):
+        listings, colours = shares_by_listing(set(splits.split(",")), args.shared)
+        parts.append(report(table(listings, colours), f"Magento {splits} styles ({len(listings)} colours)"))
+    text = "\n\n".join(parts)
+    print(text)
+    if args.docs:
+        from agpis.docsections import write_section
+
+        write_section(args.docs, "stage1-colour", "## Stage 1: the colour check on real photos\n\n" + INTRO.format(
+            command=f"python -m stage1.colour_eval --splits '{args.splits}'") + "\n\n" + text)
 
 
 if __name__ == "__main__":
