@@ -28,6 +28,7 @@ class Candidate:
     variant: str
     box: list[float] | None
     size: tuple[int, int]
+    title: str = ""  # the listing's title (of a record not labelled title_mismatch), for the colour check
 
 
 def listings(directory: str | Path, split: str | None = None) -> dict[str, list[Candidate]]:
@@ -35,7 +36,10 @@ def listings(directory: str | Path, split: str | None = None) -> dict[str, list[
     from agpis.data.format import load_dataset
 
     out: dict[str, list[Candidate]] = {}
+    titles: dict[str, str] = {}
     for r in load_dataset(directory, split=split):
+        if r.label != "title_mismatch":
+            titles.setdefault(r.product_id, r.title)
         if r.product_id in out:
             continue
         if not r.candidate_meta:
@@ -52,4 +56,7 @@ def listings(directory: str | Path, split: str | None = None) -> dict[str, list[
                                    i, m.view, list(m.rules), bool(m.primary_ok), int(m.dup_group), m.variant,
                                    m.box, tuple(m.size)))
         out[r.product_id] = cands
+    for pid, cands in out.items():
+        for c in cands:
+            c.title = titles.get(pid, "")
     return out

@@ -68,7 +68,7 @@ def listing_section(stage1, dataset: Path, split: str, max_listings: int, k: int
     by_style: dict[str, list[bool]] = {}
     for pid, cands in ls:
         ims = [CandidateImage(f"{pid}/{c.index}", load_rgb(c.path), tuple(c.size)) for c in cands]
-        res = stage1.run(ims, k)
+        res = stage1.run(ims, k, title=cands[0].title)
         has_ok = any(c.primary_ok for c in cands)
         n_has_ok += has_ok
         if res.primary_id is None:
