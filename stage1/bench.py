@@ -9,8 +9,8 @@ import time
 
 import numpy as np
 
-STEPS = ("resize", "backbone", "proposals", "checks", "help_side_thread", "wait_side_thread", "heads", "text",
-         "colour", "matching", "sequences")
+STEPS = ("resize", "backbone", "proposals", "checks", "colour", "help_side_thread", "wait_side_thread", "heads",
+         "text", "matching", "sequences")
 
 
 def jpeg_candidates(n_products: int, size: int = 800, n: int = 7) -> list[list[tuple[str, bytes]]]:
@@ -71,7 +71,7 @@ def markdown(r: dict, target_ms: float = 100.0) -> str:
             f"| | p50 ms | p90 ms |\n|---|---|---|\n"
             f"| stage 1 (`Stage1.run`) | {r['stage1_p50']:.1f} | {r['stage1_p90']:.1f} |\n"
             f"| decode (service, before stage 1) | {r['decode_p50']:.1f} | |\n\n"
-            f"Per step, p50 ms. Proposals (EdgeBoxes) and checks are per-image tasks that a side thread "
+            f"Per step, p50 ms. Proposals (EdgeBoxes), checks and colour are per-image tasks that a side thread "
             f"takes while the backbone runs and the main thread shares once the backbone is done "
             f"(`help_side_thread`); their columns are the time spent in them on both threads, "
             f"`wait_side_thread` what the main thread then still waited:\n\n"

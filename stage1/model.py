@@ -2,8 +2,8 @@
 candidate sequences; every removal with a rule id, a sentence and, where there is one, a box.
 
 One request, 7 images: one resize to 224 per image, ONE batched backbone forward (int8 ONNX)
-whose maps feed the heads, the duplicate detector and stage 2; EdgeBoxes and the checks run on a
-second thread meanwhile. Then the heads (numpy), the text detector on at most a couple of
+whose maps feed the heads, the duplicate detector and stage 2; EdgeBoxes, the checks and the
+colours (stage1/colour.py) run on a second thread meanwhile. Then the heads (numpy), the text detector on at most a couple of
 suspected images, the decisions, and the duplicate matching among the survivors.
 """
 from __future__ import annotations
@@ -109,14 +109,17 @@ class LearnedStage1:
 
         small = clock("resize", lambda: resize_224([im.pixels for im in images], self.backbone.preprocessing.size))
 
-        # EdgeBoxes and the checks, one task per image, taken by a second thread while the
+        # EdgeBoxes, the checks and the colours, one task per image, taken by a second thread while the
         # backbone runs and by this thread too once it is done (OpenCV releases the GIL): with the
         # folded int8 trunk the backbone finishes first, and the rest is shared by both cores.
+        from stage1 import colour
+
         props: list = [None] * len(images)
         checks: list = [None] * len(images)
-        spent = {"proposals": 0.0, "checks": 0.0}
+        shares: list = [None] * len(images)
+        spent = {"proposals": 0.0, "checks": 0.0, "colour": 0.0}
         lock = threading.Lock()
-        tasks = iter([("proposals", i) for i in range(len(images))] + [("checks", i) for i in range(len(images))])
+        tasks = iter([(kind, i) for kind in ("proposals", "checks", "colour") for i in range(len(images))])
 
         def work() -> None:
             while True:
@@ -128,8 +131,10 @@ class LearnedStage1:
                 t0 = time.perf_counter()
                 if kind == "proposals":
                     props[i] = propose(images[i].pixels, self.prop_cfg)[0]
-                else:
+                elif kind == "checks":
                     checks[i] = run_checks(small[i], images[i].orig_size, self.check_cfg)
+                else:
+                    shares[i] = colour.colour_shares(small[i])
                 with lock:
                     spent[kind] += (time.perf_counter() - t0) * 1000
 
@@ -139,7 +144,7 @@ class LearnedStage1:
         t0 = time.perf_counter()
         side.result()
         timings["wait_side_thread"] = (time.perf_counter() - t0) * 1000
-        timings["proposals"], timings["checks"] = spent["proposals"], spent["checks"]
+        timings["proposals"], timings["checks"], timings["colour"] = spent["proposals"], spent["checks"], spent["colour"]
         check()
 
         x = head_input(feats["final"], feats["patch"], np.stack([check_vector(c) for c in checks])
@@ -149,9 +154,6 @@ class LearnedStage1:
         check()
 
         reports, removed, decisions = self._decide(images, probs, checks, text_boxes, mark_boxes)
-        from stage1 import colour
-
-        shares = clock("colour", lambda: [colour.colour_shares(x) for x in small])
         verdict = colour.check_title(title, shares, cfg.title_colour_min)
         off_colour = self._off_colour(verdict, shares, reports, decisions)
         primary = self._choose_primary(reports, decisions)
