@@ -188,6 +188,38 @@ def test_two_node_cluster_spreads_the_actors_over_both_nodes(tmp_path, products,
     assert {r["node_id"] for r in out_rows} == nodes
 
 
+@pytest.mark.slow
+def test_the_actor_runs_one_backbone_forward_for_a_block_and_decides_as_product_by_product(tmp_path, products):
+    """Called directly (no Ray): a block of products with a bad one among them, decided with the
+    backbone shared across the block, then one forward per product, then with the placeholder
+    stage 1 (no batched path): the same decisions where the stage 1 is the same, errors as rows."""
+    from stage1.placeholder import PlaceholderStage1
+
+    path, _ = _catalogue(tmp_path / "cat", products, n=5)
+    lines = path.read_text().splitlines()
+    raw = pa.Table.from_pylist([{"text": line} for line in lines[:5] + [lines[7]]])  # 7: not-an-image
+    cfg = _cfg(None)  # no review queue: the actor only decides; the driver queues
+    block = batch.read_images(raw, frozenset(), str(path.parent), cfg)
+    actor = batch.Decide(cfg)
+
+    shared = actor(block).to_pylist()
+    actor.cfg.batch.backbone_across_products = False
+    alone = actor(block).to_pylist()
+    key = [(r["product_id"], r["status"], r["sequence"], r["p_qualified"], r["error"]) for r in alone]
+    assert [(r["product_id"], r["status"], r["sequence"], r["p_qualified"], r["error"]) for r in shared] == key
+    assert [r["status"] for r in shared].count(batch.ERROR) == 1 and "not a readable image" in shared[-1]["error"]
+    # the shared forward's share is the product's "stage1.backbone"; only a product run alone resizes its images
+    assert all("stage1.resize" not in dict(r["timings_ms"]) and dict(r["timings_ms"])["stage1.backbone"] > 0
+               for r in shared[:5])
+    assert all("stage1.resize" in dict(r["timings_ms"]) for r in alone[:5])
+
+    actor.cfg.batch.backbone_across_products = True
+    actor.pipeline.stage1 = PlaceholderStage1()
+    placeholder = actor(block).to_pylist()
+    assert [r["status"] for r in placeholder].count(batch.ERROR) == 1
+    assert all("PLACEHOLDER" in dict(r["model_versions"])["stage1"] for r in placeholder[:5])
+
+
 def test_rows_are_parsed_from_jsonl_csv_and_parquet_forms():
     assert batch.parse_row({"text": '{"product_id": 7, "title": "Mug", "images": ["a.jpg"]}'}) == ("7", "Mug", "", ["a.jpg"])
     assert batch.parse_row({"product_id": "x", "title": "Mug", "category": "kitchen", "images": "a.jpg|s3://b/c.jpg"}) \
