@@ -73,25 +73,34 @@ class MemorySampler:
             self.samples.append((time.monotonic() - self.t0, tree_rss_mib(self.pid)))
 
 
-def tree_rss_mib(pid: int) -> float:
-    """RSS of `pid` and its descendants (from /proc; Linux), in MiB."""
+def descendants(pid: int) -> list[int]:
+    """`pid` and all the processes below it (Ray's raylet and workers), from /proc (Linux)."""
     children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            children.setdefault(int(fields[1]), []).append(int(entry.name))
-            rss[int(entry.name)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
         except (OSError, IndexError, ValueError):
             continue
-    total, todo = 0, [pid]
+        children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
     while todo:
         p = todo.pop()
-        total += rss.get(p, 0)
+        found.append(p)
         todo += children.get(p, [])
-    return total / 2**20
+    return found
+
+
+def tree_rss_mib(pid: int) -> float:
+    """RSS of `pid` and its descendants (from /proc; Linux), in MiB."""
+    total = 0
+    for p in descendants(pid):
+        try:
+            total += int((Path("/proc") / str(p) / "stat").read_text().rsplit(")", 1)[1].split()[21])
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+    return total * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def _run(cmd: list[str], env: dict, sample: bool = False) -> tuple[float, list[float], MemorySampler | None]:
