@@ -249,13 +249,21 @@ def _markdown(r: dict, cfg: Config) -> str:
                   "| minute | MiB |", "|---|---|"]
         for t, m in r["mem_samples"][::max(1, len(r["mem_samples"]) // 12)]:
             lines.append(f"| {t / 60:.1f} | {m:.0f} |")
+        # The trend once the actors are up (from a quarter of the run) to just before the processes exit.
+        end = r["mem_samples"][-1][0]
+        steady = [(t, m) for t, m in r["mem_samples"] if end / 4 <= t <= end * 0.95]
+        if len(steady) > 1:
+            (t1, m1), (t2, m2) = steady[0], steady[-1]
+            lines += ["", f"Trend from minute {t1 / 60:.1f} to {t2 / 60:.1f}: {m1:.0f} -> {m2:.0f} MiB "
+                          f"({(m2 - m1) / ((t2 - t1) / 60):+.0f} MiB/min). This is the sum of every process's RSS, in "
+                          f"which Ray's shared object store counts as its pages are touched."]
         lines += ["", f"Cost per 100,000 products at this rate: {hours_100k:.2f} h on {MACHINE} at "
                       f"${PRICE_PER_HOUR_USD}/h = **${hours_100k * PRICE_PER_HOUR_USD:.2f}** "
                       f"(price assumed as of {PRICE_DATE})."]
         if r["catalogue"] < 100_000:
             lines += ["", f"Not run: the issue's 100,000-product catalogue. At {rate:.2f} products/s it takes "
-                          f"{hours_100k:.1f} h of both cores, more than the session that measured this had; memory "
-                          f"flatness is shown over {r['catalogue']} products only."]
+                          f"{hours_100k:.1f} h of both cores, more than the session that measured this had; memory is "
+                          f"sampled over {r['catalogue']} products only."]
     lines += ["", "Targets (issue 14): >= 1.5x `agpis generate --batch`; >= 20 products/s on 2 cores; memory flat "
                   "across 100,000 products."]
     return "\n".join(lines)
