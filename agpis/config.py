@@ -124,6 +124,9 @@ class BatchConfig:
     actor_cpus: float = 0.8
     read_cpus: float = 0.2  # CPUs Ray reserves per task that reads the catalogue or fetches images
     batch_size: int = 8  # products per block: one image-reading task, one actor call
+    # One backbone forward for all the images of a block's products (the same maps, the same
+    # decisions); false: one forward per product, as the service does (to compare the two).
+    backbone_across_products: bool = True
     # Torch/ONNX threads inside one actor: the actors already share the cores between them.
     threads_per_actor: int = 1
     # Output rows per Parquet file; a killed job redoes the rows not yet in a file.

@@ -160,18 +160,27 @@ class Pipeline:
         return list(self._decoder.map(lambda f: f(), loaders))
 
     # -- the core -----------------------------------------------------------------------------
+    def backbone_many(self, products: list[list[CandidateImage]]) -> list[Any] | None:
+        """Stage 1's backbone for the images of several products in one forward (`agpis batch`),
+        one item per product to pass to `run(features=)`; None when this stage 1 has no batched
+        path (the placeholder): each product then runs its own."""
+        many = getattr(self.stage1, "backbone_many", None)
+        return many(products) if many is not None else None
+
     def run(self, product_id: str, title: str, images: list[CandidateImage], category: str = "",
             k: int | None = None, threshold: float | None = None, explain: bool = True,
             check_deadline: Callable[[], None] | None = None,
-            timings: dict[str, float] | None = None) -> Decision:
+            timings: dict[str, float] | None = None, features: Any = None) -> Decision:
         """Decide on one product. At most `pipeline.parallel_runs` products are computed at once;
-        a request waits for a slot (its deadline still checked) and the wait is in its timings."""
+        a request waits for a slot (its deadline still checked) and the wait is in its timings.
+        `features`: this product's item of `backbone_many` (the decision is the same as without)."""
         check = check_deadline or (lambda: None)
         t0 = time.perf_counter()
         self._slots.acquire(check)
         try:
             waited = _ms(t0)
-            decision = self._run(product_id, title, images, category, k, threshold, explain, check_deadline, timings)
+            decision = self._run(product_id, title, images, category, k, threshold, explain, check_deadline, timings,
+                                 features)
         finally:
             self._slots.release()
         decision.timings_ms["wait"] = waited
@@ -181,7 +190,7 @@ class Pipeline:
     def _run(self, product_id: str, title: str, images: list[CandidateImage], category: str = "",
              k: int | None = None, threshold: float | None = None, explain: bool = True,
              check_deadline: Callable[[], None] | None = None,
-             timings: dict[str, float] | None = None) -> Decision:
+             timings: dict[str, float] | None = None, features: Any = None) -> Decision:
         t_start = time.perf_counter()
         timings = dict(timings or {})
         check = check_deadline or (lambda: None)
@@ -190,7 +199,9 @@ class Pipeline:
         _validate(title, images, k, threshold)
 
         t0 = time.perf_counter()
-        s1: Stage1Result = self.stage1.run(images, k, check, title=title)
+        # `features` only when given: a stage 1 without a batched path need not know the argument
+        extra = {} if features is None else {"features": features}
+        s1: Stage1Result = self.stage1.run(images, k, check, title=title, **extra)
         timings["stage1"] = _ms(t0)
         for step, ms in s1.timings_ms.items():
             timings[f"stage1.{step}"] = ms

@@ -92,8 +92,30 @@ class LearnedStage1:
             return self._text
 
     # -------------------------------------------------------------------------------------
+    def backbone_many(self, products: list[list[CandidateImage]]) -> list[dict[str, np.ndarray | list]]:
+        """The backbone for the images of several products in ONE forward (a catalogue batch:
+        fewer, larger ONNX calls than one per product). -> per product, what `run(features=)`
+        takes: {"small": its images resized for the backbone, "patch": .., "final": ..}.
+        MobileNetV2 has no batch-dependent layer, so each image's maps are those of its own
+        product's forward (tests/stage1/test_model.py compares them)."""
+        from stage1.train import resize_224
+
+        for images in products:
+            _validate(images, 1)
+        smalls = [resize_224([im.pixels for im in images], self.backbone.preprocessing.size) for images in products]
+        feats = self.backbone.features([s for small in smalls for s in small])
+        out, at = [], 0
+        for small in smalls:
+            n = len(small)
+            out.append({"small": small, "patch": feats["patch"][at:at + n], "final": feats["final"][at:at + n]})
+            at += n
+        return out
+
     def run(self, images: list[CandidateImage], k: int,
-            check_deadline: Callable[[], None] | None = None, title: str = "") -> Stage1Result:
+            check_deadline: Callable[[], None] | None = None, title: str = "",
+            features: dict[str, np.ndarray | list] | None = None) -> Stage1Result:
+        """`features`: this product's item of `backbone_many`, computed beforehand with other
+        products' images; None: resized and run through the backbone here."""
         from stage1.checks import check_vector, run_checks
         from stage1.duplicates import find_duplicates, image_patches
         from stage1.heads import head_input
@@ -107,7 +129,8 @@ class LearnedStage1:
         _validate(images, k)
         clock = _Clock(timings)
 
-        small = clock("resize", lambda: resize_224([im.pixels for im in images], self.backbone.preprocessing.size))
+        small = features["small"] if features is not None else \
+            clock("resize", lambda: resize_224([im.pixels for im in images], self.backbone.preprocessing.size))
 
         # EdgeBoxes, the checks and the colours, one task per image, taken by a second thread while the
         # backbone runs and by this thread too once it is done (OpenCV releases the GIL): with the
@@ -139,7 +162,7 @@ class LearnedStage1:
                     spent[kind] += (time.perf_counter() - t0) * 1000
 
         side = self._pool.submit(work)
-        feats = clock("backbone", lambda: self.backbone.features(small))
+        feats = features if features is not None else clock("backbone", lambda: self.backbone.features(small))
         clock("help_side_thread", work)
         t0 = time.perf_counter()
         side.result()

@@ -12,11 +12,12 @@ from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
 from agpis import batch
-from agpis.batchbench import write_catalogue
+from agpis.batchbench import descendants, write_catalogue
 from agpis.config import Config
 from tests.conftest import ROOT
 
@@ -158,6 +159,62 @@ def test_a_killed_run_resumed_writes_and_queues_every_product_exactly_once(tmp_p
     assert not list(out.glob(".part-*"))
 
 
+def _actor_pids() -> set[int]:
+    """This test process's Decide actors: Ray titles an actor's process "ray::MapWorker(MapBatches(Decide))"
+    (the state API would need the dashboard). Only our descendants: another test run may share the machine."""
+    found = set()
+    for pid in descendants(os.getpid()):
+        try:
+            if b"MapBatches(Decide)" in (Path("/proc") / str(pid) / "cmdline").read_bytes():
+                found.add(pid)
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)  # a restart that never ends fails here instead of hanging the suite
+def test_an_actor_killed_mid_run_is_replaced_and_its_products_are_written_and_queued_once(
+        tmp_path, products, queue_cfg, rclient, local_ray):
+    import threading
+
+    jsonl = write_catalogue(tmp_path / "cat", products, N_GOOD)
+    # This one reads CSV (Ray Data's read_csv), the images as a JSON list in a column.
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    for r in rows:
+        r["images"] = json.dumps(r["images"])
+    path = tmp_path / "cat" / "catalogue.csv"
+    pacsv.write_csv(pa.Table.from_pylist(rows), path)
+    out = tmp_path / "out"
+    killed, replacements = [], set()
+
+    def kill_one_actor_after_the_first_file_then_watch():
+        deadline = time.monotonic() + 240
+        while not batch.output_files(out) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        before = _actor_pids()
+        if before:
+            killed.append(min(before))
+            os.kill(killed[0], signal.SIGKILL)  # mid-run: its block is in flight (batch_size 2, 20 products)
+        while killed and time.monotonic() < deadline and not replacements:
+            replacements.update(_actor_pids() - before)
+            time.sleep(0.2)
+
+    killer = threading.Thread(target=kill_one_actor_after_the_first_file_then_watch)
+    killer.start()
+    result = batch.run_batch(_cfg(queue_cfg, rows_per_file=2, batch_size=2, flush_s=3600), str(path), out,
+                             progress=False)
+    killer.join()
+    assert killed, "no actor was killed"
+    assert replacements, "Ray Data did not start an actor in place of the killed one"
+    rows = _rows(out)
+    ids = Counter(r["product_id"] for r in rows)
+    assert len(ids) == N_GOOD == result.new and max(ids.values()) == 1
+    assert all(r["status"] != batch.ERROR for r in rows)
+    queued = Counter(r["product_id"] for r in rows if r["status"] == "QUEUED")
+    assert queued and _queued_products(rclient, queue_cfg.stream) == queued
+
+
 @pytest.mark.slow
 def test_two_node_cluster_spreads_the_actors_over_both_nodes(tmp_path, products, queue_cfg):
     import ray
@@ -186,6 +243,38 @@ def test_two_node_cluster_spreads_the_actors_over_both_nodes(tmp_path, products,
     out_rows = _rows(tmp_path / "out")
     assert result.new == len(out_rows) == 12 and all(r["status"] != batch.ERROR for r in out_rows)
     assert {r["node_id"] for r in out_rows} == nodes
+
+
+@pytest.mark.slow
+def test_the_actor_runs_one_backbone_forward_for_a_block_and_decides_as_product_by_product(tmp_path, products):
+    """Called directly (no Ray): a block of products with a bad one among them, decided with the
+    backbone shared across the block, then one forward per product, then with the placeholder
+    stage 1 (no batched path): the same decisions where the stage 1 is the same, errors as rows."""
+    from stage1.placeholder import PlaceholderStage1
+
+    path, _ = _catalogue(tmp_path / "cat", products, n=5)
+    lines = path.read_text().splitlines()
+    raw = pa.Table.from_pylist([{"text": line} for line in lines[:5] + [lines[7]]])  # 7: not-an-image
+    cfg = _cfg(None)  # no review queue: the actor only decides; the driver queues
+    block = batch.read_images(raw, frozenset(), str(path.parent), cfg)
+    actor = batch.Decide(cfg)
+
+    shared = actor(block).to_pylist()
+    actor.cfg.batch.backbone_across_products = False
+    alone = actor(block).to_pylist()
+    key = [(r["product_id"], r["status"], r["sequence"], r["p_qualified"], r["error"]) for r in alone]
+    assert [(r["product_id"], r["status"], r["sequence"], r["p_qualified"], r["error"]) for r in shared] == key
+    assert [r["status"] for r in shared].count(batch.ERROR) == 1 and "not a readable image" in shared[-1]["error"]
+    # the shared forward's share is the product's "stage1.backbone"; only a product run alone resizes its images
+    assert all("stage1.resize" not in dict(r["timings_ms"]) and dict(r["timings_ms"])["stage1.backbone"] > 0
+               for r in shared[:5])
+    assert all("stage1.resize" in dict(r["timings_ms"]) for r in alone[:5])
+
+    actor.cfg.batch.backbone_across_products = True
+    actor.pipeline.stage1 = PlaceholderStage1()
+    placeholder = actor(block).to_pylist()
+    assert [r["status"] for r in placeholder].count(batch.ERROR) == 1
+    assert all("PLACEHOLDER" in dict(r["model_versions"])["stage1"] for r in placeholder[:5])
 
 
 def test_rows_are_parsed_from_jsonl_csv_and_parquet_forms():

@@ -239,3 +239,24 @@ def test_the_sellers_first_image_stays_primary_within_the_margin():
     assert choose([0.40, 0.45, 0.1]) is None
     assert choose([0.45, 0.55, 0.1]) == "c1"
     assert choose([0.90, 0.92, 0.1], removed={0}) == "c1"
+
+
+def test_backbone_across_products_gives_each_product_its_own_maps_and_result(model, products):
+    """`agpis batch` runs the backbone once for several products (backbone_many) and each product's
+    stage 1 with its share: the maps are those of the product's own forward, bit for bit (int8
+    MobileNetV2 has no batch-dependent layer), so every decision is the one `run` makes alone."""
+    from stage1.train import resize_224
+
+    ims = [ims for _, ims in products]
+    many = model.backbone_many(ims)
+    assert len(many) == len(ims)
+    for (p, own_ims), features in zip(products, many):
+        own = model.backbone.features(resize_224([im.pixels for im in own_ims], 224))
+        assert np.array_equal(own["final"], features["final"]) and np.array_equal(own["patch"], features["patch"])
+        alone, shared = model.run(own_ims, 3, title=p["title"]), model.run(own_ims, 3, title=p["title"], features=features)
+        for name in ("reports", "duplicates", "removed", "primary_id", "sequences", "terminated_reason", "rejection"):
+            assert getattr(shared, name) == getattr(alone, name), name
+        assert all(np.array_equal(shared.features[i], alone.features[i]) for i in alone.features)
+        assert "backbone" not in shared.timings_ms  # it ran once, before
+    with pytest.raises(ValueError, match="too small"):  # a bad image is refused before the forward
+        model.backbone_many([ims[0], [CandidateImage("tiny", np.zeros((4, 4, 3), np.uint8), (4, 4))]])
