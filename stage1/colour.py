@@ -99,11 +99,6 @@ def name_pixels(rgb: np.ndarray, skin: bool = True) -> np.ndarray:
     return out
 
 
-def skin_mask(rgb: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 RGB -> bool: the skin tones name_pixels leaves out."""
-    return (name_pixels(rgb.reshape(-1, 3)) == SKIN).reshape(rgb.shape[:2])
-
-
 def product_mask(rgb: np.ndarray, cfg: ColourConfig = ColourConfig()) -> np.ndarray | None:
     """What differs from a plain backdrop (the median of the frame's border), or None without one."""
     import cv2

@@ -190,15 +190,11 @@ class LearnedStage1:
                 and "product_colour" in cfg.decisive_checks:
             # no colour word to judge by: the primary's colours are the listing's
             for i, d in enumerate(decisions):
-                if i != p_idx and not d["remove"] and shares[i] is not None \
-                        and colour.overlap(shares[i], shares[p_idx]) < cfg.colour_overlap_min:
-                    d["remove"] = True
-                    off_colour.append(i)
-                    detail = f"{colour.describe(shares[i])} against {colour.describe(shares[p_idx])}"
-                    reports[i].findings.append(Finding("inconsistent_product", 1.0 - colour.overlap(shares[i], shares[p_idx]),
-                                                       None, "check:product_colour", detail))
-        for i in off_colour:
-            detail = next(f.message for f in reports[i].findings if f.source == "check:product_colour")
+                shared = colour.overlap(shares[i], shares[p_idx]) if shares[i] is not None else 1.0
+                if i != p_idx and not d["remove"] and shared < cfg.colour_overlap_min:
+                    self._flag_off_colour(i, 1.0 - shared, f"{colour.describe(shares[i])} against "
+                                          f"{colour.describe(shares[p_idx])}", reports, decisions, off_colour)
+        for i, detail in off_colour.items():
             sentence = rules.feedback("inconsistent_product", kind="variant", images=[p_idx, i], detail=detail) \
                 if p_idx is not None else f"{rules.image_name(i)} shows the product in another colour ({detail})"
             removed.append(Removal(images[i].id, "inconsistent_product", sentence))
@@ -334,25 +330,29 @@ class LearnedStage1:
                 removed.append(Removal(im.id, nc_rule, _sentence(nc_rule, i, box, im)))
         return reports, removed, decisions
 
-    def _off_colour(self, verdict, shares, reports, decisions) -> list[int]:
+    def _off_colour(self, verdict, shares, reports, decisions) -> dict[int, str]:
         """The images whose product is not in the title's colour while others are: each gets a
-        finding, and (`product_colour` decisive) is marked removed as inconsistent_product.
-        When no image shows the title's colour, the title is wrong, not the images: none goes."""
+        finding, and (`product_colour` decisive) is marked removed as inconsistent_product ->
+        {index: what the finding says} of those removed. When most images do not show the
+        title's colour, the title is wrong, not the images: none goes."""
         from stage1 import colour
 
-        out = []
+        out: dict[int, str] = {}
         if verdict.mismatch:
             return out
         said = " or ".join(w for w, _ in verdict.words)
         for i, (ok, d) in enumerate(zip(verdict.agree, decisions)):
             if ok is False and not d["remove"]:
-                reports[i].findings.append(Finding("inconsistent_product", 1.0 - verdict.scores[i], None,
-                                                   "check:product_colour",
-                                                   f"{colour.describe(shares[i])} against the title's {said}"))
-                if "product_colour" in self.config.decisive_checks:
-                    d["remove"] = True
-                    out.append(i)
+                self._flag_off_colour(i, 1.0 - verdict.scores[i], f"{colour.describe(shares[i])} against the title's {said}",
+                                      reports, decisions, out)
         return out
+
+    def _flag_off_colour(self, i: int, score: float, detail: str, reports, decisions, out: dict[int, str]) -> None:
+        """Image i's product_colour finding; removed (and added to `out`) when the check is decisive."""
+        reports[i].findings.append(Finding("inconsistent_product", score, None, "check:product_colour", detail))
+        if "product_colour" in self.config.decisive_checks:
+            decisions[i]["remove"] = True
+            out[i] = detail
 
     def _choose_primary(self, reports, decisions) -> str | None:
         """argmax p_primary among the images that are not removed; it must pass the threshold.
