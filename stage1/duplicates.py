@@ -371,8 +371,9 @@ def _gate_difference(x: np.ndarray, y: np.ndarray, cfg: DuplicateConfig) -> floa
     fg = _foreground(x) | _foreground(y)
     if fg.sum() < 0.02 * fg.size:
         return 0.0
-    d = np.sort(((x - y) ** 2).sum(-1)[fg])
-    return float(d[: max(1, int(cfg.gate_share * len(d)))].mean())
+    d = ((x - y) ** 2).sum(-1)[fg]
+    k = max(1, int(cfg.gate_share * len(d)))
+    return float(np.partition(d, k - 1)[:k].mean())  # the k best-agreeing (their order does not matter)
 
 
 def _colour_cost(a: ImagePatches, b: ImagePatches, ts: np.ndarray, cfg: DuplicateConfig,
@@ -474,15 +475,24 @@ def find_duplicates(images: list[ImagePatches], cfg: DuplicateConfig | None = No
         keep |= m & (np.cumsum(m, axis=1) <= cfg.k)
     rows, cols = np.nonzero(keep)
     q = nbrs[rows, cols]
-    pairs: dict[tuple[int, int], dict[tuple[int, int], float]] = {}
-    for p_, q_, s_ in zip(rows.tolist(), q.tolist(), sims[rows, cols].tolist()):
-        i, j = int(owner[p_]), int(owner[q_])
-        a, b = int(local[p_]), int(local[q_])
-        if i > j:  # keep each match once, seen from the lower image index
-            i, j, a, b = j, i, b, a
-        pairs.setdefault((i, j), {})[(a, b)] = s_
+    # Each match once, seen from the lower image index (a match found from both sides keeps its
+    # first place and its last similarity, as a dict would); grouped per pair, strongest first.
+    i_, j_, a_, b_, s_ = owner[rows], owner[q], local[rows], local[q], sims[rows, cols]
+    swap = i_ > j_
+    i_, j_, a_, b_ = np.where(swap, j_, i_), np.where(swap, i_, j_), np.where(swap, b_, a_), np.where(swap, a_, b_)
+    boxes = max(len(im.feats) for im in images)
+    key = ((i_ * len(images) + j_) * boxes + a_) * boxes + b_
+    _, first = np.unique(key, return_index=True)
+    _, last = np.unique(key[::-1], return_index=True)
+    last = len(key) - 1 - last
+    pair_of = i_[first] * len(images) + j_[first]
+    order = np.lexsort((first, -s_[last], pair_of))
+    pairs: dict[tuple[int, int], list[tuple[int, int, float]]] = {}
+    for p_, a, b, s in zip(pair_of[order].tolist(), a_[first][order].tolist(), b_[first][order].tolist(),
+                           s_[last][order].tolist()):
+        pairs.setdefault(divmod(p_, len(images)), []).append((a, b, s))
     out = []
-    for (i, j), found in sorted(pairs.items()):
+    for (i, j), candidates in pairs.items():
         a_im, b_im = images[i], images[j]
         # The whole of one image against every large region of the other: a zoom's whole image
         # resembles the region it came from more than any proposal of it.
@@ -493,7 +503,6 @@ def find_duplicates(images: list[ImagePatches], cfg: DuplicateConfig | None = No
                     float(reg_s.max()) if len(reg_s) else 0.0)
         if whole < cfg.pair_gate:
             continue
-        candidates = sorted(((a, b, s) for (a, b), s in found.items()), key=lambda m: -m[2])
         top = candidates[: cfg.hypotheses]
         # First the thumbnails' zoom/crop/mirror placements; then, unless one is already sure,
         # the best box matches (they also catch what the thumbnails cannot: a small rotation).
