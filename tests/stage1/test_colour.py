@@ -33,7 +33,8 @@ def test_basic_names(rgb, name):
 
 def test_skin_is_left_out_of_the_product():
     shares = colour.colour_shares(person((220, 30, 30)))
-    assert shares is not None and shares[colour.NAMES.index("red")] > 0.9
+    assert shares is not None and colour.named(shares)[colour.NAMES.index("red")] > 0.9
+    assert 0.1 < shares[colour.SKIN] < 0.5  # the head and arms: counted apart
     # without the skin rule the head and arms count as the product's colours
     raw = colour.colour_shares(person((220, 30, 30)), colour.ColourConfig(skin=False))
     assert raw[colour.NAMES.index("red")] < 0.8
@@ -64,6 +65,21 @@ def test_title_against_images():
     # a title without a colour word says nothing
     none = colour.check_title("Tee", [red, blue], 0.2)
     assert none.words == [] and none.agree == [None, None] and not none.mismatch
+
+
+def test_a_skin_toned_product_is_brown_enough():
+    # A tan jacket over dark trousers: the jacket's pixels are skin-toned, so the named product
+    # is mostly the trousers; only a brown title counts the skin tones (as a neighbour).
+    tan = person((190, 140, 105))
+    tan[200:224, 70:154] = (15, 15, 15)
+    tan = colour.colour_shares(tan)
+    assert colour.describe(tan) == "mostly black"
+    assert colour.title_score(tan, "brown") >= 0.2
+    assert colour.title_score(tan, "blue") < 0.2
+    # A black garment on the same model still fails a brown title: the skin is a quarter's worth.
+    black = colour.colour_shares(person((20, 20, 20)))
+    assert colour.title_score(black, "brown") < 0.2
+    assert colour.title_score(black, "black") == 1.0
 
 
 def test_neighbours_count_a_quarter():
