@@ -23,9 +23,9 @@ import numpy as np
 
 from stage1 import colour
 
-TITLE_T = (0.1, 0.15, 0.2, 0.3)
+TITLE_T = (0.1, 0.15, 0.2, 0.25, 0.3)
 INTRO = """Command: `{command}`. Real photos (Magento Luma, OSL-3.0, read in place from ../shared); the
-shipped thresholds are `stage1.title_colour_min` = 0.2 (title and views) and
+shipped thresholds are `stage1.title_colour_min` = 0.25 (title and views) and
 `stage1.colour_overlap_min` = 0.3 (overlap, titles without a colour word), chosen on train+val.
 *title*: each colour's main photo scored for its own colour (clean: below the threshold is a
 false title_mismatch) and for each other colour of its style (below: caught). *views*: the
