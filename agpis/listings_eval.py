@@ -3,13 +3,17 @@
 Whole listings go through the full pipeline as a seller would send them: every photo of one
 colour of a held-out style of the real catalogue (../shared/data/magento, val and test styles of
 `catalogue.split_styles`), in the shop's order, titled "Name, Colour". Each clean listing also
-goes in as four variants, each one violation:
+goes in as five variants, each one violation:
 
     other_colour  + the main photo of another colour of the same style (another style of the
                     same department when the style has one colour): inconsistent_product
     zoom_crop     + a 65-90% crop of the main view, resized back: duplicated_view
     overlay       + the main or another view with a held-out-style text_overlay, watermark or logo
     title_colour  the clean photos, titled with another colour the style comes in: title_mismatch
+    infographic   every photo made an infographic (held-out-style text banner, sticker, price tag
+                    or caption, or a collage/inset of the listing's views): no image may lead,
+                    nothing may be QUEUED. Made by our own generator (agpis.data.violations) on
+                    the real photos: real infographic-only listings are not in ../shared.
 
 The three ABO listings and the JD listing (clean: without 004; and with 004, its real logo and
 near-duplicate of 002) are run too and reported as their own rows, never mixed into the
@@ -33,10 +37,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-VARIANTS = ("clean", "other_colour", "zoom_crop", "overlay", "title_colour")
+VARIANTS = ("clean", "other_colour", "zoom_crop", "overlay", "title_colour", "infographic")
 DISTRACTORS = ("other_colour", "zoom_crop", "overlay")
 VIOLATION_RULE = {"other_colour": "inconsistent_product", "zoom_crop": "duplicated_view",
-                  "overlay": "text_overlay / watermark / logo", "title_colour": "title_mismatch"}
+                  "overlay": "text_overlay / watermark / logo", "title_colour": "title_mismatch",
+                  "infographic": "text_overlay / collage_or_inset on every image"}
+INFOGRAPHIC_RULES = ("text_overlay", "collage_or_inset")
 OVERLAY_RULES = ("text_overlay", "watermark", "logo")
 ZOOM = (0.65, 0.90)  # share of each side the zoom crop keeps
 MIN_VIEWS = 3
@@ -112,7 +118,7 @@ def _insert(images: list, item, rng: random.Random) -> list:
 
 
 def catalogue_cases(listing, styles, split_of: dict[str, str]) -> list[Case]:
-    """The clean listing and its four variants (title_colour only when the style has another
+    """The clean listing and its five variants (title_colour only when the style has another
     colour). Deterministic: every choice comes from a seed of the listing's id."""
     from agpis.data import styles as style_pools
     from agpis.data import violations
@@ -171,6 +177,18 @@ def catalogue_cases(listing, styles, split_of: dict[str, str]) -> list[Case]:
         tc = rng.choice(others)
         cases.append(Case(id=f"{lid}~title_colour", variant="title_colour", title=style.title(tc),
                           images=list(real), info={"colour": tc, "true_colour": colour}, **base))
+
+    # (e) an infographic-only listing: every photo with text on it, or a collage of the views
+    rng = random.Random(seed_for(lid, "infographic"))
+    photos = [_load_rgb(p) for p in paths]
+    made, kinds = [], []
+    for k, img in enumerate(photos):
+        rule = rng.choice(INFOGRAPHIC_RULES)
+        applied = violations.SINGLE[rule](img, rng, style_pools.Styles("heldout"), photos[:k] + photos[k + 1:])
+        made.append((f"infographic-{k + 1}", _jpeg(applied.image)))
+        kinds.append(f"{rule}:{applied.kind}")
+    cases.append(Case(id=f"{lid}~infographic", variant="infographic", title=title, images=made,
+                      info={"kinds": kinds}, **{**base, "clean_ids": []}))
     return cases
 
 
@@ -306,8 +324,9 @@ def summarise(records: list[dict], threshold: float = 0.3) -> dict:
         s["dup_found"][v] = (len(pairs), len(rs))
         s["dup_kept_wrong"][v] = (sum(any(rid and rid != r["distractor"] for _, rid in r["distractor_duplicates"])
                                       for r in pairs), len(pairs))
-    rs = by["title_colour"]
-    s["caught"]["title_colour"] = (sum(r["status"] != "QUEUED" for r in rs), len(rs))
+    for v in ("title_colour", "infographic"):
+        rs = by[v]
+        s["caught"][v] = (sum(r["status"] != "QUEUED" for r in rs), len(rs))
     s["status"] = {}
     for v, rs in by.items():
         s["status"][v] = {"n": len(rs), **{st: sum(r["status"] == st for r in rs) for st in ("QUEUED", "REJECTED", "TERMINATED")},
@@ -336,7 +355,7 @@ def split_section(split: str, s: dict, header: str, threshold: float) -> str:
     lines = [f"## Real listings, {split} split (`{COMMAND}`)", "", header, "",
              f"{s['listings']} clean listings of {s['styles']} held-out {split} styles of the Magento Luma catalogue "
              f"(every colour with at least {MIN_VIEWS} distinct photos, all of them in the shop's order, main view "
-             f"first; title \"Name, Colour\"), each also sent as up to four variants with one violation: "
+             f"first; title \"Name, Colour\"), each also sent as up to five variants with one violation: "
              f"{s['runs']} pipeline runs.", "",
              "| measure | value |", "|---|---|",
              f"| clean listings QUEUED | {pct(*s['queued'])} |",
@@ -347,7 +366,7 @@ def split_section(split: str, s: dict, header: str, threshold: float) -> str:
              f"| real photos kept in the clean listing but removed once a distractor is added | {pct(*s['clean_removed_distractor'])}"
              f"{': ' + _counts(Counter(s['clean_removed_distractor_rules'])) if s['clean_removed_distractor_rules'] else ''} |"]
     lines += ["", "Violations caught (distractor variants: the added image removed by stage 1 or not in a QUEUED "
-              "sequence; `title_colour`: the listing not QUEUED). While almost nothing is QUEUED, \"caught\" is "
+              "sequence; `title_colour`, `infographic`: the listing not QUEUED). While almost nothing is QUEUED, \"caught\" is "
               "high by default: the stage 1 columns say what was found. Stage 1 looks for duplicates only once it has a "
               "primary (paper §3.3), so a TERMINATED listing has no duplicate pairs.", "",
               "| variant (rule it breaks) | caught | removed by stage 1 (rules) | paired as a duplicate "
@@ -359,8 +378,8 @@ def split_section(split: str, s: dict, header: str, threshold: float) -> str:
                      f"{' (' + _counts(Counter(rules)) + ')' if rules else ''} | {pct(*s['dup_found'][v])} "
                      f"| {pct(*s['dup_kept_wrong'][v])} | {pct(*s['in_sequence'][v])} "
                      f"| {pct(*s['reaching'][v])} |")
-    lines.append(f"| `title_colour` ({VIOLATION_RULE['title_colour']}) | {pct(*s['caught']['title_colour'])} "
-                 f"| – | – | – | – | – |")
+    for v in ("title_colour", "infographic"):
+        lines.append(f"| `{v}` ({VIOLATION_RULE[v]}) | {pct(*s['caught'][v])} | – | – | – | – | – |")
     lines += ["", "Status per variant (TERMINATED with its reasons; predicted rule of the chosen sequence for "
               "the others):", "", "| variant | n | QUEUED | REJECTED | TERMINATED | terminated reasons | predicted rules |",
               "|---|---|---|---|---|---|---|"]
@@ -406,7 +425,7 @@ def summary_table(summaries: dict[str, dict]) -> str:
             ("primary = main view", lambda s: pct(*s["primary_main"])),
             ("clean photos removed", lambda s: pct(*s["clean_removed"])),
             ("  more once a distractor is added", lambda s: pct(*s["clean_removed_distractor"]))]
-    for v in (*DISTRACTORS, "title_colour"):
+    for v in (*DISTRACTORS, "title_colour", "infographic"):
         rows.append((f"caught: {v}", lambda s, v=v: pct(*s["caught"][v])))
     for v in DISTRACTORS:
         rows.append((f"stage 1 removed: {v}", lambda s, v=v: pct(*s["removed_by_stage1"][v])))

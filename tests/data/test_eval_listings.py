@@ -24,7 +24,7 @@ def test_variants_are_deterministic_and_what_they_say(val_listings):
     lst = lists[0]
     a = le.catalogue_cases(lst, styles, split_of)
     b = le.catalogue_cases(lst, styles, split_of)
-    assert [c.variant for c in a] == list(le.VARIANTS)  # this style has other colours: all four variants
+    assert [c.variant for c in a] == list(le.VARIANTS)  # this style has other colours: all five variants
     for x, y in zip(a, b):
         assert x.title == y.title and x.info == y.info and x.images == y.images  # bytes and order alike
     by = {c.variant: c for c in a}
@@ -57,6 +57,14 @@ def test_variants_are_deterministic_and_what_they_say(val_listings):
     tc = by["title_colour"]
     assert tc.images == clean.images and tc.info["colour"] in lst.style.colours and tc.info["colour"] != lst.colour
     assert tc.info["colour"].title() in tc.title and tc.title != clean.title
+
+    # the infographic-only listing: every photo remade (text or collage), none of them clean
+    ig = by["infographic"]
+    assert len(ig.images) == len(clean.images) and ig.clean_ids == [] and ig.title == clean.title
+    assert all(k.split(":")[0] in le.INFOGRAPHIC_RULES for k in ig.info["kinds"])
+    for (_, made), path in zip(ig.images, paths):
+        assert np.abs(np.asarray(Image.open(io.BytesIO(made)).convert("RGB"), np.int16)
+                      - np.asarray(le._load_rgb(path), np.int16)).mean() > 1  # changed, not a re-encode
 
 
 @pytest.mark.shared
