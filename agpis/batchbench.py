@@ -55,7 +55,7 @@ class MemorySampler:
     """The memory of a process and all its descendants (Ray's raylet and workers) every `interval_s`:
     see `tree_memory`. Samples are dicts with `t` (seconds since start) and MiB values."""
 
-    def __init__(self, pid: int, interval_s: float = 2.0, log: Path | None = None):
+    def __init__(self, pid: int, interval_s: float = 5.0, log: Path | None = None):
         self.pid, self.interval_s, self.log = pid, interval_s, log
         self.samples: list[dict[str, float | None]] = []
         self._stop = threading.Event()
@@ -122,6 +122,23 @@ def smaps_rollup(pid: int) -> dict[str, int]:
     return out
 
 
+def store_pss_kb(pid: int) -> int:
+    """kB of PSS that `pid` has in its mappings of Ray's object store (/dev/shm/plasma*), from
+    /proc/PID/smaps (0 when gone): the store's share of its PSS."""
+    try:
+        text = (Path("/proc") / str(pid) / "smaps").read_text()
+    except OSError:
+        return 0
+    total, i = 0, text.find("/plasma")
+    while i >= 0:
+        j = text.find("\nPss:", i)
+        if j < 0:
+            break
+        total += int(text[j + 5:text.find("kB", j)])
+        i = text.find("/plasma", j)
+    return total
+
+
 _AVAILABLE_STORE = re.compile(r'"available":\s*\{[^}]*object_store_memory:\s*\[(\d+)\]')
 _TOTAL_STORE = re.compile(r'"total":\s*\{[^}]*object_store_memory:\s*\[(\d+)\]')
 
@@ -165,13 +182,17 @@ def object_store(raylet: int) -> dict[str, float | None]:
 
 
 def tree_memory(pid: int) -> dict[str, float | None]:
-    """The memory of `pid` and its descendants, in MiB, four ways (Linux, /proc):
+    """The memory of `pid` and its descendants, in MiB, several ways (Linux, /proc):
     `rss`: the sum of their RSS; shared pages (Ray's object store above all, mapped by the raylet,
     every worker and the driver) are counted once per process that touched them, so this overstates;
-    `pss`: the sum of their PSS, each shared page divided among the processes that map it: the
-    honest total; `uss`: the sum of their private pages (what killing them all would free, less the
-    shared store); `driver_pss`: the driver alone (`pid`); and the object store (`object_store`)."""
-    rss = pss = uss = 0
+    `pss`: the sum of their PSS, each shared page divided among the processes that map it, so every
+    page they have mapped counts once; the store's pages that no process has touched (only the store
+    holds them) are missing, so the job's true footprint lies between `pss` and `pss` +
+    `store_resident`; `uss`: the sum of the pages that only one process maps (a store page touched by
+    one process only counts too); `driver_pss`: the driver alone (`pid`); the object store
+    (`object_store`); and `footprint`: the sum of their PSS outside the store plus the store's resident
+    pages, i.e. every page counted once, those only the store holds included: the job's true size."""
+    rss = pss = uss = store_pss = 0
     driver_pss = None
     raylet = None
     for p in descendants(pid):
@@ -181,6 +202,7 @@ def tree_memory(pid: int) -> dict[str, float | None]:
         rss += r.get("Rss", 0)
         pss += r.get("Pss", 0)
         uss += r.get("Private_Clean", 0) + r.get("Private_Dirty", 0)
+        store_pss += store_pss_kb(p)
         if p == pid:
             driver_pss = r.get("Pss", 0) / 1024
         try:
@@ -189,7 +211,9 @@ def tree_memory(pid: int) -> dict[str, float | None]:
         except OSError:
             pass
     store = object_store(raylet) if raylet else {"store_resident": None, "store_used": None, "store_capacity": None}
-    return {"rss": rss / 1024, "pss": pss / 1024, "uss": uss / 1024, "driver_pss": driver_pss, **store}
+    footprint = (pss - store_pss) / 1024 + store["store_resident"] if store["store_resident"] is not None else None
+    return {"rss": rss / 1024, "pss": pss / 1024, "uss": uss / 1024, "driver_pss": driver_pss,
+            "footprint": footprint, **store}
 
 
 def slope(samples: list[dict], key: str) -> float:
@@ -202,7 +226,7 @@ def slope(samples: list[dict], key: str) -> float:
     return sum((t - mt) * (v - mv) for t, v in pts) / var if var else float("nan")
 
 
-MEMORY_KEYS = ("rss", "pss", "uss", "driver_pss", "store_resident", "store_used")
+MEMORY_KEYS = ("footprint", "rss", "pss", "uss", "driver_pss", "store_resident", "store_used")
 
 
 def memory_trend(samples: list[dict], start_s: float, end_s: float) -> dict:
@@ -216,7 +240,8 @@ def memory_trend(samples: list[dict], start_s: float, end_s: float) -> dict:
         if len(part) < 2:
             continue
         halves[name] = {"t0": part[0]["t"], "t1": part[-1]["t"], "n": len(part),
-                        **{k: {"slope": slope(part, k), "first": part[0][k], "last": part[-1][k]} for k in MEMORY_KEYS}}
+                        **{k: {"slope": slope(part, k), "first": part[0].get(k), "last": part[-1].get(k)}
+                           for k in MEMORY_KEYS}}
     return halves
 
 
@@ -309,7 +334,7 @@ def run_bench(cfg: Config, args) -> int:
                            big_steady=r["steady"], mem_samples=samples, mem_trend=trend, mem_window=r["files_s"])
             print(f"{args.catalogue} products: {r['s']:.0f} s ({args.catalogue / r['s']:.2f}/s end to end, "
                   f"{r['steady']:.2f}/s after start-up), {r['summary']['products']} rows; memory (MiB) "
-                  f"first/median/max/last: RSS {_mem(samples, 'rss')}, PSS {_mem(samples, 'pss')}, "
+                  f"first/median/max/last: footprint {_mem(samples, 'footprint')}, RSS {_mem(samples, 'rss')}, PSS {_mem(samples, 'pss')}, "
                   f"USS {_mem(samples, 'uss')}, object store resident {_mem(samples, 'store_resident')}, "
                   f"used {_mem(samples, 'store_used')}", flush=True)
             for half, h in trend.items():
@@ -379,27 +404,32 @@ def _markdown(r: dict, cfg: Config) -> str:
                       f"{r['big_rows']} output rows ({', '.join(f'{k} {v}' for k, v in sorted(r['big_status'].items()))}), "
                       f"`batch.object_store_mb={store}` ("
                       + (f"Ray's object store capped at {store} MiB" if store > 0 else "Ray's default object store, 30% of RAM")
-                      + "). Memory of the job and all its Ray processes, sampled every 2 s, four ways: the sum of "
-                      "their RSS (Ray's shared object store counted once per process that touched its pages: an "
-                      "overstatement), the sum of their PSS (each shared page divided among the processes that map "
-                      "it: the honest total), the sum of their USS (private pages only), and the object store: its "
-                      "resident pages (its /dev/shm file's allocated pages, counted once) and what its objects use "
-                      "(the raylet's own figure, every ~10 s).", "",
+                      + "). Memory of the job and all its Ray processes, sampled every 5 s (reading every process's smaps takes ~0.4 s of CPU): the **footprint**, "
+                      "every page counted once (the sum of their PSS outside the object store, plus the store's "
+                      "resident pages: its /dev/shm file's allocated pages, those that only the store holds "
+                      "included); the sum of their RSS (the store counted once per process that touched its pages: "
+                      "an overstatement); the sum of their PSS (each shared page divided among the processes that "
+                      "map it; store pages no process maps are missing, and it grows as the processes touch more "
+                      "of the store's pages, with no new memory); the sum of their USS (pages only one process maps); "
+                      "and the object store: its resident pages and what its objects use (the raylet's own figure, "
+                      "every ~10 s).", "",
                   "| | first | median | max | last |", "|---|---|---|---|---|"]
-        for key, name in (("rss", "RSS, sum (MiB)"), ("pss", "PSS, sum (MiB)"), ("uss", "USS, sum (MiB)"),
+        for key, name in (("footprint", "footprint (MiB)"), ("rss", "RSS, sum (MiB)"), ("pss", "PSS, sum (MiB)"), ("uss", "USS, sum (MiB)"),
                           ("driver_pss", "PSS of the driver (MiB)"), ("store_resident", "object store, resident (MiB)"),
                           ("store_used", "object store, used by objects (MiB)")):
-            lines.append(f"| {name} | " + " | ".join(_mem(samples, key).split(" / ")) + " |")
-        lines += ["", "| minute | RSS | PSS | USS | store resident | store used |", "|---|---|---|---|---|---|"]
+            values = _mem(samples, key).split(" / ")
+            lines.append(f"| {name} | " + " | ".join(values + [""] * (4 - len(values))) + " |")
+        lines += ["", "| minute | footprint | RSS | PSS | USS | store resident | store used |",
+                  "|---|---|---|---|---|---|---|"]
         fmt = lambda v: "" if v is None else f"{v:.0f}"  # noqa: E731
         for s in samples[::max(1, len(samples) // 12)] + samples[-1:]:
-            lines.append(f"| {s['t'] / 60:.1f} | " + " | ".join(fmt(s[k]) for k in
-                         ("rss", "pss", "uss", "store_resident", "store_used")) + " |")
+            lines.append(f"| {s['t'] / 60:.1f} | " + " | ".join(fmt(s.get(k)) for k in
+                         ("footprint", "rss", "pss", "uss", "store_resident", "store_used")) + " |")
         if trend:
             lines += ["", "Slope after warm-up (from the first output file to the last, least squares over the "
                           "samples; MiB/min), each half of that span:", "",
-                      "| half | minutes | RSS | PSS | USS | driver PSS | store resident | store used |",
-                      "|---|---|---|---|---|---|---|---|"]
+                      "| half | minutes | footprint | RSS | PSS | USS | driver PSS | store resident | store used |",
+                      "|---|---|---|---|---|---|---|---|---|"]
             for half, h in trend.items():
                 lines.append(f"| {half} | {h['t0'] / 60:.1f}-{h['t1'] / 60:.1f} | "
                              + " | ".join(f"{h[k]['slope']:+.1f}" for k in MEMORY_KEYS) + " |")

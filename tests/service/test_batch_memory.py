@@ -32,6 +32,8 @@ def test_local_ray_gets_the_capped_object_store_and_the_sampler_counts_its_pages
         assert 20 <= m["store_used"] <= 25
         assert 20 <= m["store_resident"] <= 30  # the pages of the /dev/shm file, counted once
         assert m["uss"] <= m["pss"] <= m["rss"] and m["driver_pss"] > 0
+        # every page once: the store's pages no process maps added, those mapped not counted twice
+        assert m["pss"] - 1 <= m["footprint"] <= m["pss"] + m["store_resident"]
         del ref
     finally:
         ray.shutdown()
