@@ -379,8 +379,15 @@ class BatchResult:
                 "products_per_s": round(self.products_per_s, 3), "steady_per_s": round(self.steady_per_s, 3)}
 
 
-def _init_ray(address: str) -> bool:
-    """Connect to `address`, or start Ray in-process. -> True when we started it (and must stop it)."""
+def _init_ray(address: str, object_store_mb: int = 0) -> bool:
+    """Connect to `address`, or start Ray in-process with an object store of `object_store_mb` MiB
+    (0: Ray's default, 30% of RAM). -> True when we started it (and must stop it).
+
+    The store is capped because its shared pages (/dev/shm) stay resident once touched: with Ray's
+    default the job's memory grows while the store's allocator still finds untouched pages; with a
+    small store it levels off once the store has been used through (docs/benchmarks.md). A cluster's
+    store is the cluster's own setting (`ray start --object-store-memory`), never set from here:
+    ray.init refuses object_store_memory when it connects."""
     import ray
 
     if ray.is_initialized():
@@ -388,7 +395,8 @@ def _init_ray(address: str) -> bool:
     if address:
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
     else:
-        ray.init(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+        store = {"object_store_memory": object_store_mb * 2**20} if object_store_mb > 0 else {}
+        ray.init(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False, **store)
     return True
 
 
@@ -414,7 +422,7 @@ def run_batch(cfg: Config, input_path: str, out: str | Path, address: str = "", 
     seen = set(done)
     local = "://" not in input_path or input_path.startswith("file://")
     base = str(Path(urllib.parse.urlsplit(input_path).path).resolve().parent) if local else None
-    started = _init_ray(address or cfg.batch.address or os.environ.get("RAY_ADDRESS", ""))
+    started = _init_ray(address or cfg.batch.address or os.environ.get("RAY_ADDRESS", ""), cfg.batch.object_store_mb)
     sender = None
     t0 = time.perf_counter()
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -51,16 +52,17 @@ def write_catalogue(directory: Path, products: list[dict], n: int, prefix: str =
 
 
 class MemorySampler:
-    """The resident memory of a process and all its children (Ray's workers), every `interval_s`."""
+    """The memory of a process and all its descendants (Ray's raylet and workers) every `interval_s`:
+    see `tree_memory`. Samples are dicts with `t` (seconds since start) and MiB values."""
 
-    def __init__(self, pid: int, interval_s: float = 2.0):
-        self.pid, self.interval_s = pid, interval_s
-        self.samples: list[tuple[float, float]] = []  # (seconds since start, MiB)
+    def __init__(self, pid: int, interval_s: float = 5.0, log: Path | None = None):
+        self.pid, self.interval_s, self.log = pid, interval_s, log
+        self.samples: list[dict[str, float | None]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def __enter__(self):
-        self.t0 = time.monotonic()
+        self.t0, self.wall0 = time.monotonic(), time.time()
         self._thread.start()
         return self
 
@@ -70,7 +72,10 @@ class MemorySampler:
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
-            self.samples.append((time.monotonic() - self.t0, tree_rss_mib(self.pid)))
+            self.samples.append({"t": time.monotonic() - self.t0, **tree_memory(self.pid)})
+            if self.log:  # as they come: a run stopped early still has its numbers
+                with open(self.log, "a") as f:
+                    f.write(json.dumps(self.samples[-1]) + "\n")
 
 
 def descendants(pid: int) -> list[int]:
@@ -103,11 +108,149 @@ def tree_rss_mib(pid: int) -> float:
     return total * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def _run(cmd: list[str], env: dict, sample: bool = False) -> tuple[float, list[float], MemorySampler | None]:
+def smaps_rollup(pid: int) -> dict[str, int]:
+    """/proc/PID/smaps_rollup in kB: Rss, Pss, Private_Clean, Private_Dirty, ... ({} when gone)."""
+    try:
+        text = (Path("/proc") / str(pid) / "smaps_rollup").read_text()
+    except OSError:
+        return {}
+    out = {}
+    for line in text.splitlines()[1:]:
+        key, _, rest = line.partition(":")
+        if rest.strip().endswith("kB"):
+            out[key.strip()] = int(rest.split()[0])
+    return out
+
+
+def store_pss_kb(pid: int) -> int:
+    """kB of PSS that `pid` has in its mappings of Ray's object store (/dev/shm/plasma*), from
+    /proc/PID/smaps (0 when gone): the store's share of its PSS."""
+    try:
+        text = (Path("/proc") / str(pid) / "smaps").read_text()
+    except OSError:
+        return 0
+    total, i = 0, text.find("/plasma")
+    while i >= 0:
+        j = text.find("\nPss:", i)
+        if j < 0:
+            break
+        total += int(text[j + 5:text.find("kB", j)])
+        i = text.find("/plasma", j)
+    return total
+
+
+_AVAILABLE_STORE = re.compile(r'"available":\s*\{[^}]*object_store_memory:\s*\[(\d+)\]')
+_TOTAL_STORE = re.compile(r'"total":\s*\{[^}]*object_store_memory:\s*\[(\d+)\]')
+
+
+def object_store(raylet: int) -> dict[str, float | None]:
+    """The object store of the raylet `raylet` (Ray's plasma store runs inside it), in MiB:
+    `store_resident`: the pages of its shared-memory file (/dev/shm/plasma*, deleted but held open;
+    also a fallback file, if any) that exist, i.e. have been touched: counted once, however many
+    processes map them; `store_used`: what its objects take now, total minus available as the raylet
+    reports them in debug_state.txt (rewritten every ~10 s; None when not found);
+    `store_capacity`: the store's size."""
+    resident, seen = 0, set()
+    fds = Path("/proc") / str(raylet) / "fd"
+    try:
+        names = os.listdir(fds)
+    except OSError:
+        names = []
+    for fd in names:
+        try:
+            if "plasma" not in os.readlink(fds / fd):
+                continue
+            st = os.stat(fds / fd)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) not in seen:
+            seen.add((st.st_dev, st.st_ino))
+            resident += st.st_blocks * 512
+    used = capacity = None
+    try:
+        cmdline = (Path("/proc") / str(raylet) / "cmdline").read_bytes().decode(errors="replace")
+        session = re.search(r"(/[^\x00=]*/session_[^/\x00]+)", cmdline)
+        text = (Path(session.group(1)) / "logs" / "debug_state.txt").read_text() if session else ""
+        local = next((line for line in text.splitlines() if line.startswith("Local id:")), "")
+        total, available = _TOTAL_STORE.search(local), _AVAILABLE_STORE.search(local)
+        if total and available:  # Ray's fixed point: 1/10000 of a byte
+            capacity = int(total.group(1)) / 10000 / 2**20
+            used = capacity - int(available.group(1)) / 10000 / 2**20
+    except OSError:
+        pass
+    return {"store_resident": resident / 2**20, "store_used": used, "store_capacity": capacity}
+
+
+def tree_memory(pid: int) -> dict[str, float | None]:
+    """The memory of `pid` and its descendants, in MiB, several ways (Linux, /proc):
+    `rss`: the sum of their RSS; shared pages (Ray's object store above all, mapped by the raylet,
+    every worker and the driver) are counted once per process that touched them, so this overstates;
+    `pss`: the sum of their PSS, each shared page divided among the processes that map it, so every
+    page they have mapped counts once; the store's pages that no process has touched (only the store
+    holds them) are missing, so the job's true footprint lies between `pss` and `pss` +
+    `store_resident`; `uss`: the sum of the pages that only one process maps (a store page touched by
+    one process only counts too); `driver_pss`: the driver alone (`pid`); the object store
+    (`object_store`); and `footprint`: the sum of their PSS outside the store plus the store's resident
+    pages, i.e. every page counted once, those only the store holds included: the job's true size."""
+    rss = pss = uss = store_pss = 0
+    driver_pss = None
+    raylet = None
+    for p in descendants(pid):
+        r = smaps_rollup(p)
+        if not r:
+            continue  # gone meanwhile
+        rss += r.get("Rss", 0)
+        pss += r.get("Pss", 0)
+        uss += r.get("Private_Clean", 0) + r.get("Private_Dirty", 0)
+        store_pss += store_pss_kb(p)
+        if p == pid:
+            driver_pss = r.get("Pss", 0) / 1024
+        try:
+            if (Path("/proc") / str(p) / "comm").read_text().strip() == "raylet":
+                raylet = p
+        except OSError:
+            pass
+    store = object_store(raylet) if raylet else {"store_resident": None, "store_used": None, "store_capacity": None}
+    footprint = (pss - store_pss) / 1024 + store["store_resident"] if store["store_resident"] is not None else None
+    return {"rss": rss / 1024, "pss": pss / 1024, "uss": uss / 1024, "driver_pss": driver_pss,
+            "footprint": footprint, **store}
+
+
+def slope(samples: list[dict], key: str) -> float:
+    """Least-squares slope of samples[key] over time, in MiB/min (nan with fewer than 2 values)."""
+    pts = [(s["t"] / 60, s[key]) for s in samples if s.get(key) is not None]
+    if len(pts) < 2:
+        return float("nan")
+    mt, mv = sum(t for t, _ in pts) / len(pts), sum(v for _, v in pts) / len(pts)
+    var = sum((t - mt) ** 2 for t, _ in pts)
+    return sum((t - mt) * (v - mv) for t, v in pts) / var if var else float("nan")
+
+
+MEMORY_KEYS = ("footprint", "rss", "pss", "uss", "driver_pss", "store_resident", "store_used")
+
+
+def memory_trend(samples: list[dict], start_s: float, end_s: float) -> dict:
+    """The samples between start_s (warm-up over: the first output file) and end_s (the last output
+    file) in two halves -> per half its time span and, per key of MEMORY_KEYS, the slope (MiB/min)
+    and the first and last values."""
+    steady = [s for s in samples if start_s <= s["t"] <= end_s]
+    mid = (start_s + end_s) / 2
+    halves = {}
+    for name, part in (("first", [s for s in steady if s["t"] <= mid]), ("second", [s for s in steady if s["t"] >= mid])):
+        if len(part) < 2:
+            continue
+        halves[name] = {"t0": part[0]["t"], "t1": part[-1]["t"], "n": len(part),
+                        **{k: {"slope": slope(part, k), "first": part[0].get(k), "last": part[-1].get(k)}
+                           for k in MEMORY_KEYS}}
+    return halves
+
+
+def _run(cmd: list[str], env: dict, sample: bool = False,
+         memory_log: Path | None = None) -> tuple[float, list[float], MemorySampler | None]:
     """Run a command; -> (wall seconds, seconds at which each stdout line came, memory samples)."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
-    sampler = MemorySampler(proc.pid) if sample else None
+    sampler = MemorySampler(proc.pid, log=memory_log) if sample else None
     lines = []
     if sampler:
         sampler.__enter__()
@@ -133,18 +276,23 @@ STEPS = ("decode", "stage1", "stage1.backbone", "stage1.proposals", "stage1.chec
          "stage1.text", "stage1.colour", "stage2")
 
 
-def _batch(agpis: list[str], cat: Path, out: Path, env: dict, sample: bool = False, **settings) -> dict:
+def _batch(agpis: list[str], cat: Path, out: Path, env: dict, sample: bool = False, memory_log: Path | None = None,
+           **settings) -> dict:
     """`agpis batch` on `cat` with batch.<key>=value settings (environment); -> its numbers: wall seconds,
     steady products/s, the summary, the mean per-product step timings, the memory sampler."""
     env = {**env, **{f"AGPIS_BATCH__{k.upper()}": str(v) for k, v in settings.items()}}
-    wall, _, sampler = _run(agpis + ["batch", str(cat), "--out", str(out), "--no-progress"], env, sample=sample)
+    wall, _, sampler = _run(agpis + ["batch", str(cat), "--out", str(out), "--no-progress"], env, sample=sample,
+                            memory_log=memory_log)
     summary = json.loads((out / "_summary.json").read_text())
     from agpis.batch import iter_rows
 
     timings = [dict(r["timings_ms"]) for r in iter_rows(out, ["timings_ms"]) if r["timings_ms"]]
     steps = {k: sum(t.get(k, 0.0) for t in timings) / len(timings) for k in STEPS} if timings else {}
+    # Output files' times since the start: the first ends the warm-up (Ray up, models loaded, the
+    # store in use), the last is the end of the work (before the processes exit).
+    files = sorted(p.stat().st_mtime - sampler.wall0 for p in out.glob("part-*.parquet")) if sampler else []
     return {"s": wall, "steady": summary["last_run"]["steady_per_s"], "summary": summary, "steps_ms": steps,
-            "sampler": sampler}
+            "sampler": sampler, "files_s": (files[0], files[-1]) if files else None}
 
 
 def run_bench(cfg: Config, args) -> int:
@@ -177,13 +325,21 @@ def run_bench(cfg: Config, args) -> int:
             f"{k} {shared['steps_ms'][k]:.0f}/{alone['steps_ms'][k]:.0f}" for k in STEPS), flush=True)
         if args.catalogue:
             big = write_catalogue(tmp / "big", products, args.catalogue, prefix="big")
-            r = _batch(agpis, big, tmp / "out-big", env, sample=True)
-            mem = [m for _, m in r["sampler"].samples]
+            # $AGPIS_BENCH_MEMORY_LOG: the samples also appended there as JSON lines, as they come.
+            memory_log = Path(os.environ["AGPIS_BENCH_MEMORY_LOG"]) if os.environ.get("AGPIS_BENCH_MEMORY_LOG") else None
+            r = _batch(agpis, big, tmp / "out-big", env, sample=True, memory_log=memory_log)
+            samples = r["sampler"].samples
+            trend = memory_trend(samples, *r["files_s"]) if r["files_s"] else {}
             results.update(big_s=r["s"], big_rows=r["summary"]["products"], big_status=r["summary"]["status"],
-                           big_steady=r["steady"], mem_samples=r["sampler"].samples)
+                           big_steady=r["steady"], mem_samples=samples, mem_trend=trend, mem_window=r["files_s"])
             print(f"{args.catalogue} products: {r['s']:.0f} s ({args.catalogue / r['s']:.2f}/s end to end, "
-                  f"{r['steady']:.2f}/s after start-up), {r['summary']['products']} rows, "
-                  f"memory (MiB) first/median/max/last {_mem(mem)}", flush=True)
+                  f"{r['steady']:.2f}/s after start-up), {r['summary']['products']} rows; memory (MiB) "
+                  f"first/median/max/last: footprint {_mem(samples, 'footprint')}, RSS {_mem(samples, 'rss')}, PSS {_mem(samples, 'pss')}, "
+                  f"USS {_mem(samples, 'uss')}, object store resident {_mem(samples, 'store_resident')}, "
+                  f"used {_mem(samples, 'store_used')}", flush=True)
+            for half, h in trend.items():
+                print(f"  {half} half after warm-up, minute {h['t0'] / 60:.1f} to {h['t1'] / 60:.1f}, MiB/min: "
+                      + ", ".join(f"{k} {h[k]['slope']:+.1f}" for k in MEMORY_KEYS), flush=True)
     results["load_end"] = os.getloadavg()[1]
     if not args.no_doc:
         path = write_section(ROOT / "docs" / "benchmarks.md", "batch", _markdown(results, cfg))
@@ -191,7 +347,8 @@ def run_bench(cfg: Config, args) -> int:
     return 0
 
 
-def _mem(mem: list[float]) -> str:
+def _mem(samples: list[dict], key: str) -> str:
+    mem = [s[key] for s in samples if s.get(key) is not None]
     if not mem:
         return "n/a"
     s = sorted(mem)
@@ -238,25 +395,44 @@ def _markdown(r: dict, cfg: Config) -> str:
                      f"{core_ms / (1000 * cores / 20):.0f}, whatever the engine; sharing the backbone's forward saves "
                      f"calls, not arithmetic. It takes about {20 * core_ms / 1000:.0f} such cores, or less work per product.")]
     if r.get("big_s"):
-        mem = [m for _, m in r["mem_samples"]]
+        samples, trend = r["mem_samples"], r.get("mem_trend") or {}
         rate = r["big_steady"]
         hours_100k = 100_000 / rate / 3600
+        store = b.object_store_mb
         lines += ["", f"Large catalogue: {r['catalogue']} products in {r['big_s']:.0f} s "
                       f"({r['catalogue'] / r['big_s']:.2f} products/s end to end, {rate:.2f} after start-up), "
-                      f"{r['big_rows']} output rows ({', '.join(f'{k} {v}' for k, v in sorted(r['big_status'].items()))}). "
-                      f"Resident memory of the job and all its Ray processes, sampled every 2 s "
-                      f"(first / median / max / last, MiB): {_mem(mem)}.", "",
-                  "| minute | MiB |", "|---|---|"]
-        for t, m in r["mem_samples"][::max(1, len(r["mem_samples"]) // 12)]:
-            lines.append(f"| {t / 60:.1f} | {m:.0f} |")
-        # The trend once the actors are up (from a quarter of the run) to just before the processes exit.
-        end = r["mem_samples"][-1][0]
-        steady = [(t, m) for t, m in r["mem_samples"] if end / 4 <= t <= end * 0.95]
-        if len(steady) > 1:
-            (t1, m1), (t2, m2) = steady[0], steady[-1]
-            lines += ["", f"Trend from minute {t1 / 60:.1f} to {t2 / 60:.1f}: {m1:.0f} -> {m2:.0f} MiB "
-                          f"({(m2 - m1) / ((t2 - t1) / 60):+.0f} MiB/min). This is the sum of every process's RSS, in "
-                          f"which Ray's shared object store counts as its pages are touched."]
+                      f"{r['big_rows']} output rows ({', '.join(f'{k} {v}' for k, v in sorted(r['big_status'].items()))}), "
+                      f"`batch.object_store_mb={store}` ("
+                      + (f"Ray's object store capped at {store} MiB" if store > 0 else "Ray's default object store, 30% of RAM")
+                      + "). Memory of the job and all its Ray processes, sampled every 5 s (reading every process's smaps takes ~0.4 s of CPU): the **footprint**, "
+                      "every page counted once (the sum of their PSS outside the object store, plus the store's "
+                      "resident pages: its /dev/shm file's allocated pages, those that only the store holds "
+                      "included); the sum of their RSS (the store counted once per process that touched its pages: "
+                      "an overstatement); the sum of their PSS (each shared page divided among the processes that "
+                      "map it; store pages no process maps are missing, and it grows as the processes touch more "
+                      "of the store's pages, with no new memory); the sum of their USS (pages only one process maps); "
+                      "and the object store: its resident pages and what its objects use (the raylet's own figure, "
+                      "every ~10 s).", "",
+                  "| | first | median | max | last |", "|---|---|---|---|---|"]
+        for key, name in (("footprint", "footprint (MiB)"), ("rss", "RSS, sum (MiB)"), ("pss", "PSS, sum (MiB)"), ("uss", "USS, sum (MiB)"),
+                          ("driver_pss", "PSS of the driver (MiB)"), ("store_resident", "object store, resident (MiB)"),
+                          ("store_used", "object store, used by objects (MiB)")):
+            values = _mem(samples, key).split(" / ")
+            lines.append(f"| {name} | " + " | ".join(values + [""] * (4 - len(values))) + " |")
+        lines += ["", "| minute | footprint | RSS | PSS | USS | store resident | store used |",
+                  "|---|---|---|---|---|---|---|"]
+        fmt = lambda v: "" if v is None else f"{v:.0f}"  # noqa: E731
+        for s in samples[::max(1, len(samples) // 12)] + samples[-1:]:
+            lines.append(f"| {s['t'] / 60:.1f} | " + " | ".join(fmt(s.get(k)) for k in
+                         ("footprint", "rss", "pss", "uss", "store_resident", "store_used")) + " |")
+        if trend:
+            lines += ["", "Slope after warm-up (from the first output file to the last, least squares over the "
+                          "samples; MiB/min), each half of that span:", "",
+                      "| half | minutes | footprint | RSS | PSS | USS | driver PSS | store resident | store used |",
+                      "|---|---|---|---|---|---|---|---|---|"]
+            for half, h in trend.items():
+                lines.append(f"| {half} | {h['t0'] / 60:.1f}-{h['t1'] / 60:.1f} | "
+                             + " | ".join(f"{h[k]['slope']:+.1f}" for k in MEMORY_KEYS) + " |")
         lines += ["", f"Cost per 100,000 products at this rate: {hours_100k:.2f} h on {MACHINE} at "
                       f"${PRICE_PER_HOUR_USD}/h = **${hours_100k * PRICE_PER_HOUR_USD:.2f}** "
                       f"(price assumed as of {PRICE_DATE})."]

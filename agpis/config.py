@@ -132,6 +132,14 @@ class BatchConfig:
     # Output rows per Parquet file; a killed job redoes the rows not yet in a file.
     rows_per_file: int = 500
     flush_s: float = 30.0  # a file is also written at least this often (seconds), whatever its size
+    # Ray's shared object store (MiB) when `agpis batch` starts Ray on this machine (on a cluster the
+    # cluster's own --object-store-memory counts). Ray's default is 30% of RAM, of which Ray Data lets
+    # blocks queue up to half ahead of the actors, and the store's pages (shared memory, /dev/shm)
+    # stay resident once touched: the job's memory then grows with how far reads run ahead; capped,
+    # it is bounded. Capped at 512, blocks used at most 76 MiB in 4,000 products of 7 ~800x800 JPEGs
+    # (docs/benchmarks.md); blocks of larger images may want more (beyond the store Ray spills to
+    # disk: slower, not failing). 0: Ray's default.
+    object_store_mb: int = 512
 
 
 @dataclass
