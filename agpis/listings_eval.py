@@ -129,6 +129,7 @@ def catalogue_cases(listing, styles, split_of: dict[str, str]) -> list[Case]:
     if listing.images[0].view != "front":
         raise ValueError(f"{listing.product_id}: the first photo is a {listing.images[0].view} view, not the main")
     real = list(zip(ids, paths))
+    photos = [_load_rgb(p) for p in paths]  # decoded once: the variants below remake them
     lid, title = listing.product_id, listing.title
     base = dict(listing=lid, group="catalogue", main_id=ids[0], clean_ids=list(ids), style=style.style)
     cases = [Case(id=f"{lid}~clean", variant="clean", title=title, images=list(real), **base)]
@@ -154,7 +155,7 @@ def catalogue_cases(listing, styles, split_of: dict[str, str]) -> list[Case]:
 
     # (b) a zoom crop of the main view (a near-duplicate of it)
     rng = random.Random(seed_for(lid, "zoom_crop"))
-    crop, box, f = zoom_crop(_load_rgb(paths[0]), rng)
+    crop, box, f = zoom_crop(photos[0], rng)
     did = "added-zoom_crop"
     cases.append(Case(id=f"{lid}~zoom_crop", variant="zoom_crop", title=title,
                       images=_insert(list(real), (did, _jpeg(crop)), rng), distractor_id=did,
@@ -164,7 +165,7 @@ def catalogue_cases(listing, styles, split_of: dict[str, str]) -> list[Case]:
     rng = random.Random(seed_for(lid, "overlay"))
     rule = rng.choice(OVERLAY_RULES)
     k = rng.randrange(len(real))
-    applied = violations.SINGLE[rule](_load_rgb(paths[k]), rng, style_pools.Styles("heldout"), ())
+    applied = violations.SINGLE[rule](photos[k], rng, style_pools.Styles("heldout"), ())
     did = "added-overlay"
     cases.append(Case(id=f"{lid}~overlay", variant="overlay", title=title,
                       images=_insert(list(real), (did, _jpeg(applied.image)), rng), distractor_id=did,
@@ -180,7 +181,6 @@ def catalogue_cases(listing, styles, split_of: dict[str, str]) -> list[Case]:
 
     # (e) an infographic-only listing: every photo with text on it, or a collage of the views
     rng = random.Random(seed_for(lid, "infographic"))
-    photos = [_load_rgb(p) for p in paths]
     made, kinds = [], []
     for k, img in enumerate(photos):
         rule = rng.choice(INFOGRAPHIC_RULES)

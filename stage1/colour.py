@@ -150,7 +150,7 @@ def title_score(shares: np.ndarray, colour: str, neighbour_weight: float = 0.25)
     colours), over the largest share of a name. 1.0: it is the main colour; 0: not there at all."""
     own = shares[NAMES.index(colour)]
     near = sum(shares[NAMES.index(n)] for n in ACCEPTS[colour][1:])
-    if colour in SKIN_LIKE and len(shares) > SKIN:
+    if colour in SKIN_LIKE:
         near += shares[SKIN]
     return float(min(1.0, (own + neighbour_weight * near) / max(float(shares[: len(NAMES)].max()), 1e-6)))
 

@@ -25,8 +25,8 @@ from stage1 import colour
 
 TITLE_T = (0.1, 0.15, 0.2, 0.25, 0.3)
 INTRO = """Command: `{command}`. Real photos (Magento Luma, OSL-3.0, read in place from ../shared); the
-shipped thresholds are `stage1.title_colour_min` = 0.25 (title and views) and
-`stage1.colour_overlap_min` = 0.3 (overlap, titles without a colour word), chosen on train+val.
+shipped thresholds are `stage1.title_colour_min` = {title_min} (title and views) and
+`stage1.colour_overlap_min` = {overlap_min} (overlap, titles without a colour word), chosen on train+val.
 *title*: each colour's main photo scored for its own colour (clean: below the threshold is a
 false title_mismatch) and for each other colour of its style (below: caught). *views*: the
 colour's other photos scored for its colour (below: removed in error) and the other colours'
@@ -113,9 +113,12 @@ def main(argv: list[str] | None = None) -> None:
     print(text)
     if args.docs:
         from agpis.docsections import write_section
+        from stage1.config import Stage1Config
 
+        cfg = Stage1Config()
         write_section(args.docs, "stage1-colour", "## Stage 1: the colour check on real photos\n\n" + INTRO.format(
-            command=f"python -m stage1.colour_eval --splits '{args.splits}'") + "\n\n" + text)
+            command=f"python -m stage1.colour_eval --splits '{args.splits}'", title_min=cfg.title_colour_min,
+            overlap_min=cfg.colour_overlap_min) + "\n\n" + text)
 
 
 if __name__ == "__main__":
