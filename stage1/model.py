@@ -27,7 +27,7 @@ MANIFEST = "stage1.json"
 HEADS_FILE = "heads.safetensors"
 TEXT_RULES = ("text_overlay", "watermark", "logo")
 PRIMARY_CHECKS = ("white_background", "product_fill", "aspect_ratio")
-SINGLE_CHECKS = ("resolution", "exposure", "blur", "background_marks")
+SINGLE_CHECKS = ("resolution", "exposure", "blur", "background_marks", "inset")
 COLOUR_CHECKS = ("title_colour", "product_colour")
 
 
@@ -37,7 +37,7 @@ def check_config(cfg: Stage1Config):
     return CheckConfig(min_long_side=cfg.min_long_side, max_aspect=cfg.max_aspect,
                        min_white_border=cfg.min_white_border, min_fill=cfg.min_fill,
                        min_highlight=cfg.min_highlight, max_shadow=cfg.max_shadow,
-                       min_log_sharpness=cfg.min_log_sharpness)
+                       min_log_sharpness=cfg.min_log_sharpness, inset_min_closed=cfg.inset_min_closed)
 
 
 class LearnedStage1:
@@ -299,7 +299,7 @@ class LearnedStage1:
                                         box, "check:text_regions",
                                         f"{len(text_boxes[i])} text region(s) found {_region(box, im)}"))
             # The model's verdict (stage1.heads.p_noncompliant); the reason is the likeliest rule.
-            p_nc, nc_rule, nc_box = float(p_nc_model[i]), best_rule, None
+            p_nc, nc_rule, nc_box, nc_kind = float(p_nc_model[i]), best_rule, None, None
             p_primary = float(probs["primary"][i])
             primary_findings: list[Finding] = []
             if mark_boxes.get(i):  # text on a mark apart from the product: an added logo or slogan
@@ -318,7 +318,7 @@ class LearnedStage1:
                 finding = Finding(c.rule, c.score, box, f"check:{name}", c.message)
                 (primary_findings if name in PRIMARY_CHECKS else findings).append(finding)
                 if name in cfg.decisive_checks and name in SINGLE_CHECKS and c.score > p_nc:
-                    p_nc, nc_rule, nc_box = c.score, c.rule, box
+                    p_nc, nc_rule, nc_box, nc_kind = c.score, c.rule, box, c.detail or None
                 if name in cfg.decisive_checks and name in PRIMARY_CHECKS:
                     p_primary = min(p_primary, 1.0 - c.score)
             remove = p_nc >= cfg.noncompliant_threshold
@@ -327,7 +327,7 @@ class LearnedStage1:
             if remove:
                 # the box of what decided, else of any finding of that rule
                 box = nc_box or next((f.box for f in findings if f.rule == nc_rule and f.box), None)
-                removed.append(Removal(im.id, nc_rule, _sentence(nc_rule, i, box, im)))
+                removed.append(Removal(im.id, nc_rule, _sentence(nc_rule, i, box, im, nc_kind)))
         return reports, removed, decisions
 
     def _off_colour(self, verdict, shares, reports, decisions) -> dict[int, str]:
@@ -450,10 +450,11 @@ def _region(box, im: CandidateImage) -> str:
     return rules.region_name(box, *im.orig_size) if box else ""
 
 
-def _sentence(rule: str, index: int, box, im: CandidateImage) -> str:
+def _sentence(rule: str, index: int, box, im: CandidateImage, kind: str | None = None) -> str:
     if rule == "other":
         return f"{rules.image_name(index)} breaks a rule not in the catalogue"
-    return rules.feedback(rule, image=index, region=_region(box, im))
+    known = kind if kind and kind in dict(rules.get(rule).kinds) else None
+    return rules.feedback(rule, image=index, region=_region(box, im), kind=known)
 
 
 def load(path: str | Path, config: Stage1Config | None = None) -> LearnedStage1:

@@ -7,7 +7,7 @@ import pytest
 
 from stage1.checks import (CHECK_FEATURES, CheckConfig, check_aspect, check_blur, check_exposure, check_fill,
                            check_resolution, check_vector, check_white_background, colour_word,
-                           find_background_marks, prepare, run_checks)
+                           find_background_marks, find_inset, prepare, run_checks)
 
 CFG = CheckConfig()
 
@@ -92,7 +92,7 @@ def test_blur():
 def test_run_checks_and_vector():
     results = run_checks(product(), (800, 800), CFG)
     assert set(results) == {"resolution", "aspect_ratio", "white_background", "product_fill", "exposure", "blur",
-                            "background_marks"}
+                            "background_marks", "inset"}
     assert all(0.0 <= r.score <= 1.0 for r in results.values())
     v = check_vector(results)
     assert v.shape == (len(CHECK_FEATURES),) and np.isfinite(v).all()
@@ -117,3 +117,50 @@ def test_background_marks_candidates():
     for y in range(20, 220, 18):
         cv2.putText(panel, "ingredients water", (5, y), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1)
     assert find_background_marks(prepare(panel, CFG), CFG).candidates == []
+
+
+def _framed(im: np.ndarray, x: int, y: int, side: int, frame=(40, 40, 40), shadow: bool = False,
+            content: np.ndarray | None = None) -> np.ndarray:
+    """`im` with a smaller copy of `content` (default: itself) pasted at (x, y) in a thin frame:
+    an inset picture."""
+    out = im.copy()
+    small = cv2.resize(im if content is None else content, (side, side), interpolation=cv2.INTER_AREA)
+    if shadow:
+        out[y + 3:y + side + 7, x + 3:x + side + 7] = 150
+    out[y:y + side + 4, x:x + side + 4] = frame
+    out[y + 2:y + side + 2, x + 2:x + side + 2] = small
+    return out
+
+
+def test_inset_found_in_a_corner_and_named():
+    im = product(fill=0.6)
+    assert find_inset(prepare(im, CFG), CFG).score == 0.0  # a centred box product is not an inset
+    r = find_inset(prepare(_framed(im, 150, 150, 60), CFG), CFG)
+    assert r.score >= 0.9 and r.rule == "collage_or_inset" and r.detail == "inset"
+    x0, y0, x1, y1 = r.box
+    assert abs(x0 - 150) <= 3 and abs(y0 - 150) <= 3 and abs(x1 - 214) <= 3 and abs(y1 - 214) <= 3
+    # a white frame on white, with a drop shadow: the edges are the shadow's and the picture's own
+    detail = np.full((48, 48, 3), (90, 140, 200), np.uint8)  # a close-up: colour to the edges
+    cv2.circle(detail, (24, 24), 15, (30, 40, 90), -1)
+    white = _framed(product(fill=0.45), 5, 168, 48, frame=(255, 255, 255), shadow=True, content=detail)
+    assert find_inset(prepare(white, CFG), CFG).score >= 0.5
+
+
+def test_inset_not_found_where_it_should_not_be():
+    im = product(fill=0.6)
+    # a box over the centre is the product's
+    assert find_inset(prepare(_framed(im, 80, 80, 70), CFG), CFG).score == 0.0
+    # too small to be a picture (a label, a text box)
+    assert find_inset(prepare(_framed(im, 180, 180, 25), CFG), CFG).score == 0.0
+    # a panel inside a pack's artwork: no white background around it
+    pack = product(fill=0.98)
+    assert find_inset(prepare(_framed(pack, 140, 140, 60), CFG), CFG).score == 0.0
+    # the band at the bottom of a tall pack: its sides are the pack's outline, going on above it
+    tall = np.full((224, 224, 3), 255, np.uint8)
+    tall[30:215, 150:205] = (235, 235, 225)
+    tall[160:215, 150:205] = (220, 80, 140)
+    assert find_inset(prepare(tall, CFG), CFG).score == 0.0
+    # a table: lines inside the box
+    table = _framed(im, 150, 150, 60, frame=(0, 0, 0))
+    table[180:182, 152:212] = 0
+    assert find_inset(prepare(table, CFG), CFG).score == 0.0
