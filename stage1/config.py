@@ -50,12 +50,13 @@ class Stage1Config:
     max_shadow: float = 0.58  # 2nd luminance percentile above this: washed out
     min_log_sharpness: float = 1.15  # log10 Laplacian variance over the product: blurry below
     # A picture pasted inside the photo (stage1.checks.find_inset): a rectangle of straight,
-    # axis-aligned edges, 20-55% of the side, off the centre and near the border, on white
-    # background in part, with no lines inside and sides that stop at its corners, counts when
+    # axis-aligned edges, 20-55% of the side, off the centre and near the border, with no
+    # lines inside and sides that stop at its corners, counts when
     # its four sides are this much there on average (0.75: three whole sides, a frame with a
     # drop shadow). `python -m stage1.inset_eval`, images decoded as the pipeline does: at
-    # 0.7-0.9, 0 of 3,256 real clean photos fire (Magento, grocery pack shots and shelves, ABO,
-    # JD); at 0.75, 84 of 150 generated insets on train+val photos (77 at 0.9), 91 of 150 on test.
+    # 0.75-0.9, 0 of 3,256 real clean photos fire (Magento, grocery pack shots and shelves, ABO,
+    # JD; 1 shelf photo at 0.7); at 0.75, 95 of 150 generated insets on train+val photos (87 at
+    # 0.9), 95 of 150 on test photos.
     inset_min_closed: float = 0.75
     # --- colour (stage1/colour.py): the product's colour named against the title's colour word -
     # An image whose product shows the title's colour less than this (share of that colour, a

@@ -1,6 +1,8 @@
 """The explainable checks on tiny synthetic images: each flags what it should and only that."""
 from __future__ import annotations
 
+import dataclasses
+
 import cv2
 import numpy as np
 import pytest
@@ -154,9 +156,14 @@ def test_inset_not_found_where_it_should_not_be():
     assert find_inset(prepare(_framed(im, 80, 80, 70), CFG), CFG).score == 0.0
     # too small to be a picture (a label, a text box)
     assert find_inset(prepare(_framed(im, 180, 180, 25), CFG), CFG).score == 0.0
-    # a panel inside a pack's artwork: no white background around it
-    pack = product(fill=0.98)
-    assert find_inset(prepare(_framed(pack, 140, 140, 60), CFG), CFG).score == 0.0
+    # a panel inside a pack's artwork: found by default (nothing tells it from a picture laid on
+    # a close-up), kept out when the ring around it must show background (inset_ring_white)
+    shot = np.full((60, 60, 3), 255, np.uint8)
+    cv2.circle(shot, (30, 32), 20, (30, 40, 90), -1)
+    pack = np.full((224, 224, 3), (200, 60, 40), np.uint8)
+    panel = prepare(_framed(pack, 150, 150, 60, content=shot), CFG)
+    assert find_inset(panel, CFG).score > 0.9
+    assert find_inset(panel, dataclasses.replace(CFG, inset_ring_white=0.3)).score == 0.0
     # the band at the bottom of a tall pack: its sides are the pack's outline, going on above it
     tall = np.full((224, 224, 3), 255, np.uint8)
     tall[30:215, 150:205] = (235, 235, 225)
