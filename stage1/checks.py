@@ -44,10 +44,9 @@ class CheckConfig:
     inset_min_side: float = 0.2
     inset_max_side: float = 0.55  # larger: the product itself (a box, a book, a screen)
     inset_step: int = 24  # ... an edge is a channel step of this much across 2 px ...
-    # ... and the rectangle counts when its sides are covered this much on average (two
-    # parallel sides are whole by construction, so 0.75 = three whole sides, a frame with a
-    # drop shadow on white). Chosen on real clean photos and generated insets
-    # (`python -m stage1.inset_eval`).
+    # ... and the rectangle counts when its four sides are covered this much on average (0.75
+    # = three whole sides: a white frame whose shadow and picture give the other edges).
+    # Checked on real clean photos and generated insets (`python -m stage1.inset_eval`).
     inset_min_closed: float = 0.75
     # The ring just outside must show this much white background (a picture laid on a studio
     # photo, not a panel inside a pack's artwork). Off: at 0.3 it also lost the insets laid on
@@ -296,7 +295,6 @@ def _runs_past_corners(H: np.ndarray, V: np.ndarray, box: tuple[int, int, int, i
     """Whether a side of the box is part of a longer straight edge: it goes on beyond a corner
     by more than `slack` px (a band of a pack, a shelf), where a pasted picture's sides stop."""
     x0, y0, x1, y1 = box
-    h, w = H.shape
 
     def beyond(line: np.ndarray, start: int, stop: int) -> bool:  # edge pixels past [start, stop)
         before = line[max(0, start - 3 * slack):max(0, start - slack)]
@@ -332,12 +330,11 @@ def _pairs(ends: list[int], n: int, cfg: CheckConfig) -> np.ndarray:
 def find_inset(p: Prepared, cfg: CheckConfig) -> CheckResult:
     """A picture inside the picture: a rectangle of straight, axis-aligned edges (a frame, or
     a frame's drop shadow) of 20-55% of the image's side, near the border and off the centre.
-    Its sides are where long straight runs are or
-    end; its value is the mean share of its four sides that are edge (1 px either way), so
-    0.75 is three whole sides. Real product edges are rarely straight to the pixel over a
-    fifth of the frame on three sides; a pack's printed panels are inside its artwork, not on
-    the background, and their sides run on beyond their corners; a page of tables has lines
-    inside its boxes. Score 0.5 at `inset_min_closed`."""
+    Its sides are where long straight runs are or end; its value is the mean share of its four
+    sides that are edge (1 px either way), so 0.75 is three whole sides. Real product edges
+    are rarely straight to the pixel over a fifth of the frame on three sides; a pack's bands
+    and panels have sides that run on beyond their corners (the pack's outline); a table or a
+    text column has lines inside its box. Score 0.5 at `inset_min_closed`."""
     h, w = p.white.shape
     H, V = _straight_edges(p.rgb, cfg.inset_step)
     # long straight runs, away from the image's own border: (row, start, end), (column, start, end)
