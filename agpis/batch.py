@@ -396,7 +396,12 @@ def _init_ray(address: str, object_store_mb: int = 0) -> bool:
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
     else:
         store = {"object_store_memory": object_store_mb * 2**20} if object_store_mb > 0 else {}
-        ray.init(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False, **store)
+        # Ray keeps at most as many idle workers as there are unclaimed CPUs; with the actor pool
+        # holding most of them, the read tasks' workers were killed after every block (1 s idle)
+        # and started again (imports: ~2 s of a core each). Keeping a few idle workers stops that.
+        system = {"num_workers_soft_limit": max(4, 2 * (os.cpu_count() or 1))}
+        ray.init(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False,
+                 _system_config=system, **store)
     return True
 
 
