@@ -337,9 +337,11 @@ def find_inset(p: Prepared, cfg: CheckConfig) -> CheckResult:
     text column has lines inside its box. Score 0.5 at `inset_min_closed`."""
     h, w = p.white.shape
     H, V = _straight_edges(p.rgb, cfg.inset_step)
-    # long straight runs, away from the image's own border: (row, start, end), (column, start, end)
-    hsegs = [s for s in _runs(H, int(cfg.inset_min_side * w)) if 3 <= s[0] < h - 3]
-    vsegs = [s for s in _runs(V.T, int(cfg.inset_min_side * h)) if 3 <= s[0] < w - 3]
+    # straight runs of half a picture's side: (row, start, end) and (column, start, end)
+    h_runs, v_runs = _runs(H, int(cfg.inset_min_side * w / 2)), _runs(V.T, int(cfg.inset_min_side * h / 2))
+    # the long ones, away from the image's own border, are where a picture's sides can be
+    hsegs = [s for s in h_runs if s[2] - s[1] >= int(cfg.inset_min_side * w) and 3 <= s[0] < h - 3]
+    vsegs = [s for s in v_runs if s[2] - s[1] >= int(cfg.inset_min_side * h) and 3 <= s[0] < w - 3]
     none = CheckResult("inset", "collage_or_inset", 0.0, 0.0, None, "no framed picture inside the image", "inset")
     if not hsegs or not vsegs:  # a rectangle needs one long run each way at least
         return none
@@ -359,8 +361,7 @@ def find_inset(p: Prepared, cfg: CheckConfig) -> CheckResult:
     closed = np.where(centre | ~near, -1.0, closed)  # the cheap conditions first, for all at once
     # Lines inside the box: one long one (a table's rule, a panel's edge) or several half as
     # long (a column of text, whose lines make short straight runs) mean a layout, not a picture.
-    lines = [(0, r, a, b) for r, a, b in _runs(H, int(cfg.inset_min_side * w / 2))] + \
-        [(1, c, a, b) for c, a, b in _runs(V.T, int(cfg.inset_min_side * h / 2))]
+    lines = [(0, r, a, b) for r, a, b in h_runs] + [(1, c, a, b) for c, a, b in v_runs]
     best, best_box = 0.0, None
     for i in np.argsort(-closed)[:40]:
         if closed[i] < cfg.inset_min_closed - 0.2:
