@@ -453,8 +453,8 @@ def _region(box, im: CandidateImage) -> str:
 def _sentence(rule: str, index: int, box, im: CandidateImage, kind: str | None = None) -> str:
     if rule == "other":
         return f"{rules.image_name(index)} breaks a rule not in the catalogue"
-    known = kind if kind and kind in dict(rules.get(rule).kinds) else None
-    return rules.feedback(rule, image=index, region=_region(box, im), kind=known)
+    # a kind the rule does not know (a check's detail such as a colour word) gets its generic text
+    return rules.feedback(rule, image=index, region=_region(box, im), kind=kind)
 
 
 def load(path: str | Path, config: Stage1Config | None = None) -> LearnedStage1:
