@@ -34,6 +34,7 @@ the matched boxes are the explanation (paper Figure 3).
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import cv2
@@ -89,6 +90,21 @@ class DuplicateConfig:
     # Side fractions at which each thumbnail is slid over the other (template_hypotheses).
     # Six scales (0.62-1.0 by 0.08) were not faster and let a real front/back pair through (0.91).
     zoom_scales: tuple[float, ...] = (0.62, 0.66, 0.7, 0.74, 0.78, 0.82, 0.86, 0.9, 0.94, 1.0)
+    # Structure check (structure_difference), last: a garment's front and back on a model, mirrored,
+    # can agree in outline and colour everywhere but the face, the navel, the shoes (Magento
+    # train+val: 6 front/back pairs scored >= 0.9 without it). Under the pair's transform, refined
+    # on the grey square copies (proposals.DETAIL), each textured block of 1/structure_blocks of
+    # the side must find its content again (normalised cross-correlation >= structure_ncc,
+    # within a pixel). Chosen on Magento
+    # train+val pairs (`python -m stage1.dupeval --real`): at 0.7, 4 of 2,046 copies scoring >= 0.9
+    # have more than 6% of their blocks off, and every front/back pair has at least 9%.
+    # The structure score is 1 - share / structure_share_zero: 6% off is the 0.9 threshold.
+    structure_ncc: float = 0.7
+    structure_share_zero: float = 0.6
+    structure_from: float = 0.5  # pairs scoring below this are not worth the check (~10 ms)
+    structure_blocks: int = 12  # blocks a side
+    structure_min_std: float = 8.0  # grey levels: a flatter block (white, plain fabric) says nothing
+    structure_scales: tuple[float, ...] = (1.0, 0.98, 1.02)  # scale refinements tried about b's centre
 
 
 class PooledMaps:
@@ -159,6 +175,8 @@ class ImagePatches:
     ignore: np.ndarray | None = None
     # (T, T, 3) CIELAB thumbnail of the whole image (proposals.Proposals.colour); None: no check.
     colour: np.ndarray | None = None
+    # (D, D) float32 grey copy of the whole image (proposals.Proposals.detail); None: no check.
+    detail: np.ndarray | None = None
     region_min: float = 0.6  # see DuplicateConfig.region_min
     feats: np.ndarray = field(init=False)  # (N, C) unit-norm box features
     norm_boxes: np.ndarray = field(init=False)  # boxes / size, in [0, 1]
@@ -167,6 +185,8 @@ class ImagePatches:
         w, h = self.size
         if self.colour is None:
             self.colour = getattr(self.boxes, "colour", None)
+        if self.detail is None:
+            self.detail = getattr(self.boxes, "detail", None)
         self.norm_boxes = (np.asarray(self.boxes, np.float32) / np.array([w, h, w, h], np.float32))
         self.feats = self.maps.pool(self.norm_boxes)
         mask = ~self.touches_ignored(self.norm_boxes)
@@ -217,6 +237,8 @@ class PairMatch:
     matches: list[tuple[int, int, float]] = field(default_factory=list)  # (box in i, box in j, cosine)
     flipped: bool = False
     colour_difference: float = 0.0  # share of the foreground whose colour differs under the transform
+    transform: np.ndarray | None = None  # (sx, tx, sy, ty), normalised, carrying i onto j; sx < 0 mirrors
+    structure_difference: float = 0.0  # share of textured blocks whose content is not found under it
 
 
 def _transforms(a: np.ndarray, b: np.ndarray, flipped: bool) -> np.ndarray:
@@ -273,13 +295,13 @@ def check_transforms(a: ImagePatches, b: ImagePatches, ts: np.ndarray, cfg: Dupl
 
 
 def score_pair(a: ImagePatches, b: ImagePatches, ts: np.ndarray, flips: np.ndarray,
-               cfg: DuplicateConfig) -> tuple[float, np.ndarray | None, bool, float]:
+               cfg: DuplicateConfig) -> tuple[float, np.ndarray | None, bool, float, float]:
     """The best of the transform hypotheses ts (T, 4) a -> b -> (score in [0, 1], transform,
-    flipped, colour difference). A transform scores the lower of its feature agreement (every
+    flipped, colour difference, the turn in degrees the colours agreed best at). A transform scores the lower of its feature agreement (every
     proposal mapped and re-pooled, check_transforms) and its colour agreement (thumbnails, after
     refining it to a thumbnail pixel): a copy agrees on both, a colour variant (the same photo
     recoloured) only on features, a different view of the same silhouette on neither."""
-    best = (0.0, None, False, 0.0)
+    best = (0.0, None, False, 0.0, 0.0)
     sx, sy = np.abs(ts[:, 0]), ts[:, 2]
     ok = (np.maximum(sx, 1 / sx) <= cfg.max_scale) & (np.maximum(sy, 1 / sy) <= cfg.max_scale) & \
          (np.maximum(sx / sy, sy / sx) <= cfg.max_anisotropy)
@@ -305,14 +327,14 @@ def score_pair(a: ImagePatches, b: ImagePatches, ts: np.ndarray, flips: np.ndarr
     feat = np.clip(feat / cfg.feature_full, 0, 1)
     if a.colour is None or b.colour is None:
         h = int(np.argmax(feat))
-        return float(feat[h]), distinct[h], bool(flipped[h]), 0.0
+        return float(feat[h]), distinct[h], bool(flipped[h]), 0.0, 0.0
     for h in np.argsort(-np.minimum(feat, rough))[: cfg.colour_checked]:  # the best few, refined
         if min(feat[h], 1.0) <= best[0]:
             continue
-        share_h, t = colour_difference(a, b, distinct[h], cfg, enough=min(float(feat[h]), 1.0))
+        share_h, t, angle = colour_difference(a, b, distinct[h], cfg, enough=min(float(feat[h]), 1.0))
         score = float(np.clip(min(feat[h], 1 - share_h / cfg.colour_share_zero), 0, 1))
         if score > best[0]:
-            best = (score, t, bool(flipped[h]), share_h)
+            best = (score, t, bool(flipped[h]), share_h, angle)
     return best
 
 
@@ -418,10 +440,11 @@ def _colour_cost(a: ImagePatches, b: ImagePatches, ts: np.ndarray, cfg: Duplicat
 
 
 def colour_difference(a: ImagePatches, b: ImagePatches, t: np.ndarray, cfg: DuplicateConfig,
-                      enough: float = 1.0) -> tuple[float, np.ndarray]:
+                      enough: float = 1.0) -> tuple[float, np.ndarray, float]:
     """The transform t (a -> b) refined on the colour thumbnails (the feature maps place it to
     about a cell, 1/14 of the frame, too coarse to compare pixels), and the share of the
-    foreground whose colour still differs under it -> (share, refined t). A copy lines up
+    foreground whose colour still differs under it -> (share, refined t, the angle in degrees of
+    cfg.colour_angles that gave the share). A copy lines up
     everywhere; a colour variant (the same photo recoloured) differs on the whole product."""
     if a.colour is None or b.colour is None:
         return 0.0, t
@@ -437,12 +460,132 @@ def colour_difference(a: ImagePatches, b: ImagePatches, t: np.ndarray, cfg: Dupl
     # the lowest share over cfg.colour_angles, rotating a's warped thumbnail about b's centre.
     # The caller scores min(feature, colour): once the colour score reaches `enough` (the
     # feature score), no rotation can raise it, and the other angles are not tried.
-    share = 1.0
+    share, turned = 1.0, 0.0
     for angle in cfg.colour_angles:
-        share = min(share, float(_colour_cost(a, b, t[None], cfg, angle=angle)[0][0]))
+        share_a = float(_colour_cost(a, b, t[None], cfg, angle=angle)[0][0])
+        if share_a < share:
+            share, turned = share_a, angle
         if 1 - share / cfg.colour_share_zero >= enough:
             break
-    return share, t
+    return share, t, turned
+
+
+def structure_difference(a: ImagePatches, b: ImagePatches, t: np.ndarray, cfg: DuplicateConfig,
+                         enough: float = 0.0, turned: bool = False) -> float:
+    """Share of the textured blocks of one image whose content the other does not show where the
+    transform t (a -> b) puts it: 0 for a copy, ~0.1-0.4 for a front and back of one garment.
+
+    The colour thumbnails place t to about 1/32 of the frame and cannot tell a near-symmetric
+    product from its mirror image, so t is refined on the grey DETAIL copies first: t and its
+    mirror, each at cfg.structure_scales, shifted by phase correlation; the lowest share wins.
+    `turned`: the colours agreed best with one image turned a few degrees (a turned copy), which
+    no shift lines up: t and its mirror are refined by ECC instead (a rotation, ~10 ms each).
+    The comparison runs in the frame of the zoomed-out image (the zoomed-in one is shrunk, not
+    the other blown up: a blurred block does not correlate with a sharp one). Blocks touching an
+    added mark (`ignored` regions) or leaving the other image are not compared. The search stops
+    once the share is at most `enough` (the caller's score cannot rise further)."""
+    t = np.asarray(t, np.float32)
+    if abs(t[0]) > 1:
+        a, b = b, a
+        t = np.array([1 / t[0], -t[1] / t[0], 1 / t[2], -t[3] / t[2]], np.float32)
+    blocks = _textured_blocks(b, cfg)
+    if blocks.sum() < 4:
+        return 0.0  # nothing to compare (a plain product): no verdict
+    best = 1.0
+    for base in (t, np.array([-t[0], 1 - t[1], t[2], t[3]], np.float32)):
+        for k in ((1.0,) if turned else cfg.structure_scales):  # scale about b's centre
+            tt = np.array([base[0] * k, k * (base[1] - 0.5) + 0.5, base[2] * k, k * (base[3] - 0.5) + 0.5], np.float32)
+            best = min(best, _blocks_off(a.detail, b.detail, tt, blocks, cfg, turned))
+            if best <= enough:
+                return best
+    return best
+
+
+def _blocks(im: np.ndarray, s: int, dy: int = 0, dx: int = 0) -> np.ndarray:
+    """The (g, g) grid of s x s blocks of a square image, one pixel in from its edges (room for
+    the shift search), moved by (dy, dx): (g, g, s * s)."""
+    g = (im.shape[0] - 2) // s
+    part = im[1 + dy:1 + dy + g * s, 1 + dx:1 + dx + g * s]
+    return part.reshape(g, s, g, s).transpose(0, 2, 1, 3).reshape(g, g, s * s)
+
+
+def _textured_blocks(im: ImagePatches, cfg: DuplicateConfig) -> np.ndarray:
+    """(g, g) bool: which blocks of im's grid have texture and hold no added mark."""
+    n = im.detail.shape[0]
+    s = n // cfg.structure_blocks
+    out = _blocks(im.detail, s).std(axis=2) >= cfg.structure_min_std
+    if im.ignore is not None and len(im.ignore):
+        g = out.shape[0]
+        y, x = np.meshgrid(np.arange(g), np.arange(g), indexing="ij")
+        boxes = np.stack([1 + x * s, 1 + y * s, 1 + (x + 1) * s, 1 + (y + 1) * s], -1).reshape(-1, 4) / n
+        out &= ~im.touches_ignored(boxes.astype(np.float32)).reshape(g, g)
+    return out
+
+
+def _blocks_off(a: np.ndarray, b: np.ndarray, t: np.ndarray, blocks: np.ndarray, cfg: DuplicateConfig,
+                turned: bool = False) -> float:
+    """Share of b's textured `blocks` whose best normalised cross-correlation with a, warped by t
+    and aligned by _refine, within a pixel either way, is below cfg.structure_ncc.
+    Not compared: blocks that t maps from outside a, and blocks that are flat in a (texture on
+    one side only: a mark added on the white around the product, or detail lost to a blur; a
+    face against the back of a head has texture on both)."""
+    n, m = b.shape[0], a.shape[0]
+    s = n // cfg.structure_blocks
+    c = (np.arange(n, dtype=np.float32) + 0.5) / n
+    sx, tx, sy, ty = t
+    u, v = (c - tx) / sx, (c - ty) / sy  # b's pixel centres in a's normalised coordinates
+    map_x = np.ascontiguousarray(np.broadcast_to((u * m - 0.5).astype(np.float32), (n, n)))
+    map_y = np.ascontiguousarray(np.broadcast_to((v * m - 0.5).astype(np.float32)[:, None], (n, n)))
+    warped = cv2.remap(a, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    inside = (((v >= 0) & (v <= 1))[:, None] & ((u >= 0) & (u <= 1))[None, :]).astype(np.float32)
+    warped, inside = _refine(warped, b, inside, turned)
+    inside = cv2.erode(inside, np.ones((3, 3), np.uint8))  # the block and its one-pixel margin
+    use = blocks & (_blocks(inside, s).min(axis=2) >= 0.5) & (_blocks(warped, s).std(axis=2) >= cfg.structure_min_std)
+    if use.sum() < 4:
+        return 0.0
+    bb = _blocks(b, s)[use]
+    bb = bb - bb.mean(1, keepdims=True)
+    bb /= np.sqrt((bb * bb).sum(1, keepdims=True)) + 1e-6
+    best = np.full(len(bb), -1.0, np.float32)
+    for dy_ in (-1, 0, 1):
+        for dx_ in (-1, 0, 1):
+            w = _blocks(warped, s, dy_, dx_)[use]
+            w = w - w.mean(1, keepdims=True)
+            ncc = (w * bb).sum(1) / (np.sqrt((w * w).sum(1)) + 1e-6)
+            np.maximum(best, ncc, out=best)
+    return float((best < cfg.structure_ncc).mean())
+
+
+def _refine(warped: np.ndarray, b: np.ndarray, inside: np.ndarray, turned: bool) -> tuple[np.ndarray, np.ndarray]:
+    """warped (a under the pair's transform) aligned to b: shifted by phase correlation (the
+    thumbnails placed it to about 1/32 of the frame), or, when `turned`, turned and shifted by ECC
+    (cv2.findTransformECC, a rotation and a shift); unchanged when neither finds a small one."""
+    n = b.shape[0]
+    flags = cv2.INTER_LINEAR
+    m = np.eye(2, 3, dtype=np.float32)
+    if turned:
+        try:
+            _, m = cv2.findTransformECC(b, warped, m, cv2.MOTION_EUCLIDEAN,
+                                        (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 50, 1e-5),
+                                        (inside > 0.5).astype(np.uint8), 5)
+        except cv2.error:  # did not converge
+            return warped, inside
+        flags |= cv2.WARP_INVERSE_MAP
+        ok = abs(float(m[1, 0])) < 0.25 and np.abs(m[:, 2]).max() < n / 6  # up to ~14 degrees about the centre
+    else:
+        # Copies: at a size that needs no padding, OpenCV applies the window in place.
+        (dx, dy), _ = cv2.phaseCorrelate(warped.copy(), b.copy(), _hanning(n) * inside)
+        m[:, 2] = dx, dy
+        ok = max(abs(dx), abs(dy)) < n / 32  # a residual of the thumbnails' placement, not a jump elsewhere
+    if not ok:
+        return warped, inside
+    return (cv2.warpAffine(warped, m, (n, n), flags=flags, borderMode=cv2.BORDER_REPLICATE),
+            cv2.warpAffine(inside, m, (n, n), flags=flags))
+
+
+@functools.lru_cache(maxsize=4)
+def _hanning(n: int) -> np.ndarray:
+    return cv2.createHanningWindow((n, n), cv2.CV_32F)
 
 
 def _foreground(lab: np.ndarray) -> np.ndarray:
@@ -519,7 +662,12 @@ def find_duplicates(images: list[ImagePatches], cfg: DuplicateConfig | None = No
             ts = np.concatenate([_transforms(box_a, box_b, False), _transforms(box_a, box_b, True)])
             flips = np.r_[np.zeros(len(top), bool), np.ones(len(top), bool)]
             best = max(best, score_pair(a_im, b_im, ts, flips, cfg), key=lambda r: r[0])
-        score, t, flipped, colour = best
+        score, t, flipped, colour, angle = best
+        structure = 0.0
+        if t is not None and score >= cfg.structure_from and a_im.detail is not None and b_im.detail is not None:
+            structure = structure_difference(a_im, b_im, t, cfg, enough=(1 - score) * cfg.structure_share_zero,
+                                             turned=angle != 0)
+            score = min(score, max(0.0, 1 - structure / cfg.structure_share_zero))
         matches = []
         if t is not None:
             for a, b, s in candidates:  # report the strongest matches that the winning transform explains
@@ -528,7 +676,7 @@ def find_duplicates(images: list[ImagePatches], cfg: DuplicateConfig | None = No
                     matches.append((a, b, s))
                 if len(matches) == cfg.max_matches_reported:
                     break
-        out.append(PairMatch(i, j, score, matches, flipped, colour))
+        out.append(PairMatch(i, j, score, matches, flipped, colour, t, structure))
     return out
 
 

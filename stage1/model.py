@@ -153,7 +153,7 @@ class LearnedStage1:
                 kind, i = task
                 t0 = time.perf_counter()
                 if kind == "proposals":
-                    props[i] = propose(images[i].pixels, self.prop_cfg)[0]
+                    props[i] = propose(images[i].pixels, self.prop_cfg, square=small[i])[0]
                 elif kind == "checks":
                     checks[i] = run_checks(small[i], images[i].orig_size, self.check_cfg)
                 else:

@@ -44,12 +44,17 @@ class Proposals(np.ndarray):
     the boxes so that every caller that hands proposals to `duplicates.image_patches` passes it."""
 
     colour: np.ndarray | None = None
+    detail: np.ndarray | None = None  # (S, S) float32 grey of the backbone's square copy
 
     def __array_finalize__(self, obj):
         self.colour = getattr(obj, "colour", None)
+        self.detail = getattr(obj, "detail", None)
 
 
 THUMB = 32  # px: colour is compared on regions of a few % of the frame, not on detail
+# px: structure (duplicates.structure_difference) is compared on the backbone's square copy (the
+# model has it already): fine enough to show a face against the back of a head, or seams and folds.
+DETAIL = 224
 
 
 def colour_thumbnail(pixels: np.ndarray) -> np.ndarray:
@@ -57,6 +62,18 @@ def colour_thumbnail(pixels: np.ndarray) -> np.ndarray:
     a transform off by a pixel still compares like with like."""
     small = cv2.resize(pixels, (THUMB, THUMB), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
     return cv2.GaussianBlur(cv2.cvtColor(small, cv2.COLOR_RGB2Lab), (3, 3), 0)
+
+
+def square_copy(pixels: np.ndarray, side: int = DETAIL) -> np.ndarray:
+    """The whole image squashed to side x side, as the backbone reads it (area filter to shrink)."""
+    shrink = pixels.shape[0] >= side and pixels.shape[1] >= side
+    return cv2.resize(pixels, (side, side), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def detail_thumbnail(square: np.ndarray) -> np.ndarray:
+    """The square RGB uint8 copy (square_copy) -> float32 grey (0-255). Squashed like the colour
+    thumbnail, so that one normalised transform maps both."""
+    return cv2.cvtColor(square, cv2.COLOR_RGB2GRAY).astype(np.float32)
 
 
 def windows(fractions: tuple[float, ...], step: float) -> np.ndarray:
@@ -90,11 +107,13 @@ def edge_maps(gray: np.ndarray, cfg: ProposalConfig) -> tuple[np.ndarray, np.nda
     return edges, orient
 
 
-def propose(pixels: np.ndarray, cfg: ProposalConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
+def propose(pixels: np.ndarray, cfg: ProposalConfig | None = None,
+            square: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """RGB (H, W, 3) uint8 -> (boxes (N, 4) float32 x0, y0, x1, y1 in `pixels` coordinates, as
     `Proposals` with the image's colour thumbnail; scores (N,)). The whole image is always proposal 0 (score 1): a whole-image duplicate must
     match even when EdgeBoxes finds nothing on a plain product shot. Then the EdgeBoxes boxes
-    (their scores), then the fixed windows (score 0)."""
+    (their scores), then the fixed windows (score 0). `square`: the image's square_copy, when the
+    caller has it (stage1.model: the backbone's input), else made here."""
     cfg = cfg or ProposalConfig()
     h, w = pixels.shape[:2]
     s = cfg.side / max(h, w)
@@ -114,4 +133,5 @@ def propose(pixels: np.ndarray, cfg: ProposalConfig | None = None) -> tuple[np.n
     grid = windows(cfg.window_fractions, cfg.window_step) * np.array([w, h, w, h], np.float32)
     out = np.concatenate([np.stack(boxes), grid]).astype(np.float32).view(Proposals)
     out.colour = colour_thumbnail(small)
+    out.detail = detail_thumbnail(square_copy(pixels) if square is None else square)
     return out, np.concatenate([np.asarray(out_scores, np.float32), np.zeros(len(grid), np.float32)])

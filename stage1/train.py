@@ -60,13 +60,9 @@ def extract(cands: list[Candidate], backbone, check_cfg, batch: int = 16, desc: 
 
 def resize_224(ims: list[np.ndarray], size: int) -> list[np.ndarray]:
     """The backbone's input size, resized once: the checks read the same copy (stage1.model)."""
-    import cv2
+    from stage1.proposals import square_copy
 
-    out = []
-    for im in ims:
-        shrink = im.shape[0] >= size and im.shape[1] >= size
-        out.append(cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR))
-    return out
+    return [square_copy(im, size) for im in ims]
 
 
 def cached_features(dataset: Path, split: str, backbone, check_cfg, cache_dir: Path) -> dict:
