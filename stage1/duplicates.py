@@ -573,14 +573,24 @@ def _refine(warped: np.ndarray, b: np.ndarray, inside: np.ndarray, turned: bool)
         flags |= cv2.WARP_INVERSE_MAP
         ok = abs(float(m[1, 0])) < 0.25 and np.abs(m[:, 2]).max() < n / 6  # up to ~14 degrees about the centre
     else:
-        # Copies: at a size that needs no padding, OpenCV applies the window in place.
-        (dx, dy), _ = cv2.phaseCorrelate(warped.copy(), b.copy(), _hanning(n) * inside)
+        (dx, dy) = _phase_shift(warped, b, _hanning(n) * inside)
         m[:, 2] = dx, dy
         ok = max(abs(dx), abs(dy)) < n / 32  # a residual of the thumbnails' placement, not a jump elsewhere
     if not ok:
         return warped, inside
     return (cv2.warpAffine(warped, m, (n, n), flags=flags, borderMode=cv2.BORDER_REPLICATE),
             cv2.warpAffine(inside, m, (n, n), flags=flags))
+
+
+def _phase_shift(x: np.ndarray, y: np.ndarray, window: np.ndarray) -> tuple[float, float]:
+    """The shift (dx, dy) carrying x onto y, by phase correlation on copies zero-padded to an even
+    size that OpenCV needs not pad further: at an odd padded size (224 -> 225) cv2.phaseCorrelate
+    is biased by half a pixel (5.0.0: two identical images come out 0.5 px apart), and at a size
+    that needs no padding it applies the window to its inputs in place."""
+    n = x.shape[0]
+    p = 2 * cv2.getOptimalDFTSize((n + 1) // 2) - n
+    x, y, window = (cv2.copyMakeBorder(v, 0, p, 0, p, cv2.BORDER_CONSTANT, value=0) for v in (x, y, window))
+    return cv2.phaseCorrelate(x, y, window)[0]
 
 
 @functools.lru_cache(maxsize=4)
