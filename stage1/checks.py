@@ -259,10 +259,13 @@ def _runs(edge: np.ndarray, min_len: int) -> list[tuple[int, int, int]]:
     """(row, start, end) of the horizontal runs of `edge` at least `min_len` long, gaps of up
     to 2 px bridged (JPEG and resizing break a drawn line here and there)."""
     closed = cv2.morphologyEx(edge.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((1, 3), np.uint8))
-    d = np.diff(np.pad(closed, ((0, 0), (1, 1))).astype(np.int8), axis=1)
-    (r0, x0), (_, x1) = np.nonzero(d == 1), np.nonzero(d == -1)  # row-major: they pair up
+    # Only rows with that many edge pixels can hold such a run: most rows of a photo do not.
+    rows = np.flatnonzero(closed.sum(axis=1, dtype=np.int32) >= min_len)
+    d = np.diff(np.pad(closed[rows], ((0, 0), (1, 1))).astype(np.int8), axis=1)
+    r, c = np.divmod(np.flatnonzero(d), d.shape[1])  # row-major: each run's start, then its end
+    x0, x1 = c[0::2], c[1::2]
     keep = x1 - x0 >= min_len
-    return list(zip(r0[keep].tolist(), x0[keep].tolist(), x1[keep].tolist()))
+    return list(zip(rows[r[0::2][keep]].tolist(), x0[keep].tolist(), x1[keep].tolist()))
 
 
 def _straight_edges(rgb: np.ndarray, step: int) -> tuple[np.ndarray, np.ndarray]:
