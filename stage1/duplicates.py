@@ -400,22 +400,29 @@ def _gate_difference(x: np.ndarray, y: np.ndarray, cfg: DuplicateConfig) -> floa
     return float(np.partition(d, k - 1)[:k].mean())  # the k best-agreeing (their order does not matter)
 
 
+def _warp(src: np.ndarray, t: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """src (a square image of any side) carried by the transform t (src -> other, normalised)
+    into the other's n x n frame -> (warped, (n, n) bool: pixels t maps from inside src)."""
+    m = src.shape[0]
+    c = (np.arange(n, dtype=np.float32) + 0.5) / n
+    sx, tx, sy, ty = t
+    u, v = (c - tx) / sx, (c - ty) / sy  # the other's pixel centres in src's normalised coordinates
+    map_x = np.ascontiguousarray(np.broadcast_to((u * m - 0.5).astype(np.float32), (n, n)))
+    map_y = np.ascontiguousarray(np.broadcast_to((v * m - 0.5).astype(np.float32)[:, None], (n, n)))
+    warped = cv2.remap(src, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return warped, ((v >= 0) & (v <= 1))[:, None] & ((u >= 0) & (u <= 1))[None, :]
+
+
 def _colour_cost(a: ImagePatches, b: ImagePatches, ts: np.ndarray, cfg: DuplicateConfig,
                  with_share: bool = True, angle: float = 0.0) -> tuple[np.ndarray | None, np.ndarray]:
     """For transforms ts (T, 4) a -> b: (share of the compared foreground whose CIELAB
     difference exceeds colour_delta, mean clipped difference) per transform. Compared: b's
     thumbnail pixels that t maps from inside a and that are not white in either image."""
-    n, m = b.colour.shape[0], a.colour.shape[0]
-    c = (np.arange(n, dtype=np.float32) + 0.5) / n
+    n = b.colour.shape[0]
     warped = np.empty((len(ts), n, n, 3), np.float32)
     inside = np.empty((len(ts), n, n), bool)
-    for k, (sx, tx, sy, ty) in enumerate(ts):  # axis-aligned: one remap per transform
-        u, v = (c - tx) / sx, (c - ty) / sy  # b's pixel centres in a's normalised coordinates
-        map_x = np.broadcast_to((u * m - 0.5).astype(np.float32), (n, n))
-        map_y = np.broadcast_to((v * m - 0.5).astype(np.float32)[:, None], (n, n))
-        warped[k] = cv2.remap(a.colour, np.ascontiguousarray(map_x), np.ascontiguousarray(map_y), cv2.INTER_LINEAR,
-                              borderMode=cv2.BORDER_REPLICATE)
-        inside[k] = ((v >= 0) & (v <= 1))[:, None] & ((u >= 0) & (u <= 1))[None, :]
+    for k, t in enumerate(ts):  # axis-aligned: one remap per transform
+        warped[k], inside[k] = _warp(a.colour, t, n)
         if angle:
             r = cv2.getRotationMatrix2D((n / 2 - 0.5, n / 2 - 0.5), angle, 1.0)
             warped[k] = cv2.warpAffine(warped[k], r, (n, n), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
@@ -488,8 +495,7 @@ def structure_difference(a: ImagePatches, b: ImagePatches, t: np.ndarray, cfg: D
     once the share is at most `enough` (the caller's score cannot rise further)."""
     t = np.asarray(t, np.float32)
     if abs(t[0]) > 1:
-        a, b = b, a
-        t = np.array([1 / t[0], -t[1] / t[0], 1 / t[2], -t[3] / t[2]], np.float32)
+        a, b, t = b, a, _inverse(t)
     blocks = _textured_blocks(b, cfg)
     if blocks.sum() < 4:
         return 0.0  # nothing to compare (a plain product): no verdict
@@ -531,16 +537,10 @@ def _blocks_off(a: np.ndarray, b: np.ndarray, t: np.ndarray, blocks: np.ndarray,
     Not compared: blocks that t maps from outside a, and blocks that are flat in a (texture on
     one side only: a mark added on the white around the product, or detail lost to a blur; a
     face against the back of a head has texture on both)."""
-    n, m = b.shape[0], a.shape[0]
+    n = b.shape[0]
     s = n // cfg.structure_blocks
-    c = (np.arange(n, dtype=np.float32) + 0.5) / n
-    sx, tx, sy, ty = t
-    u, v = (c - tx) / sx, (c - ty) / sy  # b's pixel centres in a's normalised coordinates
-    map_x = np.ascontiguousarray(np.broadcast_to((u * m - 0.5).astype(np.float32), (n, n)))
-    map_y = np.ascontiguousarray(np.broadcast_to((v * m - 0.5).astype(np.float32)[:, None], (n, n)))
-    warped = cv2.remap(a, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    inside = (((v >= 0) & (v <= 1))[:, None] & ((u >= 0) & (u <= 1))[None, :]).astype(np.float32)
-    warped, inside = _refine(warped, b, inside, turned)
+    warped, inside = _warp(a, t, n)
+    warped, inside = _refine(warped, b, inside.astype(np.float32), turned)
     inside = cv2.erode(inside, np.ones((3, 3), np.uint8))  # the block and its one-pixel margin
     use = blocks & (_blocks(inside, s).min(axis=2) >= 0.5) & (_blocks(warped, s).std(axis=2) >= cfg.structure_min_std)
     if use.sum() < 4:
@@ -575,7 +575,7 @@ def _refine(warped: np.ndarray, b: np.ndarray, inside: np.ndarray, turned: bool)
         flags |= cv2.WARP_INVERSE_MAP
         ok = abs(float(m[1, 0])) < 0.25 and np.abs(m[:, 2]).max() < n / 6  # up to ~14 degrees about the centre
     else:
-        (dx, dy) = _phase_shift(warped, b, _hanning(n) * inside)
+        dx, dy = _phase_shift(warped, b, _hanning(n) * inside)
         m[:, 2] = dx, dy
         ok = max(abs(dx), abs(dy)) < n / 32  # a residual of the thumbnails' placement, not a jump elsewhere
     if not ok:

@@ -107,8 +107,8 @@ def report(root=None, per_kind: int = 150, overrides: dict | None = None) -> str
 INTRO = """Command: `python -m stage1.inset_eval`. The inset check looks for a picture pasted into the photo:
 a rectangle of straight, axis-aligned edges (a frame, or a frame's drop shadow), 20-55% of the
 side, off the image's centre and near its border, with no lines inside it and sides that stop at
-its corners. Its value is
-the mean covered share of the rectangle's four sides (0.75 = three whole sides); the shipped threshold is `stage1.inset_min_closed` = {t}, and the check is
+its corners. Its value is the mean covered share of the rectangle's four sides (0.75 = three
+whole sides); the shipped threshold is `stage1.inset_min_closed` = {t}, and the check is
 decisive (`stage1.decisive_checks`): an image it fires on is removed as `collage_or_inset`.
 Real photos are read in place from ../shared (Magento OSL-3.0, grocery MIT, ABO CC BY 4.0, JD
 MIT); the generated ones are our generator's held-out styles pasted into real Magento photos. A
