@@ -82,12 +82,19 @@ def test_a_skin_toned_product_is_brown_enough():
     assert colour.title_score(black, "black") == 1.0
 
 
-def test_neighbours_count_a_quarter():
-    purple = colour.colour_shares(person((120, 50, 170)))
-    assert colour.title_score(purple, "purple") == 1.0
-    assert 0.2 <= colour.title_score(purple, "blue") <= 0.3  # a neighbour: passes, barely
-    assert colour.title_score(purple, "green") == 0.0
-    assert colour.describe(purple) == "mostly purple"
+def test_neighbours_count_by_how_close_they_are():
+    # A bluish purple (hue 315, 15 degrees past blue's range) passes a blue title, barely; a
+    # reddish purple (hue 328) does not. Neither passes green, which is no neighbour.
+    bluish = colour.colour_shares(person((120, 50, 170)))
+    assert colour.title_score(bluish, "purple") == 1.0
+    assert 0.25 <= colour.title_score(bluish, "blue") <= 0.3
+    assert colour.title_score(bluish, "green") == 0.0
+    assert colour.describe(bluish) == "mostly purple"
+    reddish = colour.colour_shares(person((150, 40, 150)))
+    assert colour.describe(reddish) == "mostly purple" and colour.title_score(reddish, "blue") < 0.1
+    # Lightness for the neutrals: a charcoal (L 25) passes a gray title, a deep black (L 9) does not.
+    assert colour.title_score(colour.colour_shares(person((60, 60, 60))), "gray") >= 0.4
+    assert colour.title_score(colour.colour_shares(person((25, 25, 25))), "gray") < 0.2
 
 
 def test_learned_stage1_acts_on_the_colour_check():
