@@ -25,6 +25,7 @@ Thresholds are chosen on the Magento train+val styles (`python -m stage1.colour_
 """
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -104,30 +105,45 @@ HUE_RANGE = {name: (HUES[k - 1][0] if k else HUES[-2][0], end) for k, (end, name
 L_RANGE = {"black": (0.0, 30.0), "gray": (30.0, 88.0), "white": (88.0, 100.0)}
 
 
+@functools.lru_cache(maxsize=4)
+def _credit_tables(cfg: "ColourConfig") -> tuple[np.ndarray, np.ndarray]:
+    """(len(NAMES), 360) credit of a pixel at each whole hue degree and (len(NAMES), 101) at each
+    whole L, toward each name with a range: `near_credit` at the range, 0 `*_reach` away."""
+    hue, light = np.zeros((len(NAMES), 360), np.float32), np.zeros((len(NAMES), 101), np.float32)
+    hh, ll = np.arange(360) + 0.5, np.arange(101) + 0.5
+    for k, name in enumerate(NAMES):
+        if name in HUE_RANGE:
+            lo, hi = HUE_RANGE[name]
+            d = np.where((hh - lo) % 360 <= (hi - lo) % 360, 0.0, np.minimum((lo - hh) % 360, (hh - hi) % 360))
+            hue[k] = cfg.near_credit * np.clip(1 - d / cfg.hue_reach, 0, 1)
+        if name in L_RANGE:
+            lo, hi = L_RANGE[name]
+            light[k] = cfg.near_credit * np.clip(1 - np.maximum(lo - ll, ll - hi).clip(0) / cfg.lightness_reach, 0, 1)
+    return hue, light
+
+
 def _near_credit(L: np.ndarray, h: np.ndarray, names: np.ndarray, cfg: "ColourConfig") -> np.ndarray:
     """(len(NAMES),) each name's credit from its neighbours' pixels, as a share of the product:
-    `near_credit` at the name's own range, fading with the distance to it (see ColourConfig)."""
+    `near_credit` at the name's own range, fading with the distance to it (see ColourConfig).
+    Counted from each name's histogram of whole hue degrees and L units (two bincounts, not a
+    pass over the pixels per pair)."""
+    rows = len(NAMES) + 1
+    by_hue = np.bincount(names * 360 + np.minimum(h.astype(np.int64), 359), minlength=rows * 360).reshape(rows, 360)
+    by_l = np.bincount(names * 101 + np.clip(L.astype(np.int64), 0, 100), minlength=rows * 101).reshape(rows, 101)
+    counts = by_hue.sum(1)
+    hue, light = _credit_tables(cfg)
     out = np.zeros(len(NAMES), np.float32)
-    counts = np.bincount(names, minlength=len(NAMES) + 1)
-    present = {NAMES[k]: names == k for k in np.flatnonzero(counts[: len(NAMES)])}
     for k, name in enumerate(NAMES):
         for near in ACCEPTS[name][1:]:
-            sel = present.get(near)
-            if sel is None:
+            j = NAMES.index(near)
+            if not counts[j]:
                 continue
             if name in HUE_RANGE and near in HUE_RANGE:
-                lo, hi = HUE_RANGE[name]
-                hh = h[sel]
-                d = np.minimum((lo - hh) % 360, (hh - hi) % 360)
-                d = np.where((hh - lo) % 360 <= (hi - lo) % 360, 0.0, d)
-                credit = cfg.near_credit * np.clip(1 - d / cfg.hue_reach, 0, 1)
+                out[k] += float(by_hue[j] @ hue[k])
             elif name in L_RANGE and near in L_RANGE:
-                lo, hi = L_RANGE[name]
-                d = np.maximum(lo - L[sel], L[sel] - hi).clip(0)
-                credit = cfg.near_credit * np.clip(1 - d / cfg.lightness_reach, 0, 1)
+                out[k] += float(by_l[j] @ light[k])
             else:
-                credit = np.full(int(sel.sum()), cfg.flat_near)
-            out[k] += float(credit.sum())
+                out[k] += cfg.flat_near * float(counts[j])
         if name in SKIN_LIKE:
             out[k] += cfg.flat_near * float(counts[SKIN])
     return out / max(len(names), 1)
