@@ -55,8 +55,8 @@ class MemorySampler:
     """The memory of a process and all its descendants (Ray's raylet and workers) every `interval_s`:
     see `tree_memory`. Samples are dicts with `t` (seconds since start) and MiB values."""
 
-    def __init__(self, pid: int, interval_s: float = 5.0, log: Path | None = None):
-        self.pid, self.interval_s, self.log = pid, interval_s, log
+    def __init__(self, pid: int, interval_s: float = 5.0, log: Path | None = None, tag: dict | None = None):
+        self.pid, self.interval_s, self.log, self.tag = pid, interval_s, log, tag or {}
         self.samples: list[dict[str, float | None]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
@@ -72,7 +72,8 @@ class MemorySampler:
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
-            self.samples.append({"t": time.monotonic() - self.t0, **tree_memory(self.pid)})
+            self.samples.append({"t": time.monotonic() - self.t0, "wall": time.time(), **self.tag,
+                                 **tree_memory(self.pid)})
             if self.log:  # as they come: a run stopped early still has its numbers
                 with open(self.log, "a") as f:
                     f.write(json.dumps(self.samples[-1]) + "\n")
@@ -245,12 +246,12 @@ def memory_trend(samples: list[dict], start_s: float, end_s: float) -> dict:
     return halves
 
 
-def _run(cmd: list[str], env: dict, sample: bool = False,
-         memory_log: Path | None = None) -> tuple[float, list[float], MemorySampler | None]:
+def _run(cmd: list[str], env: dict, sample: bool = False, memory_log: Path | None = None,
+         tag: dict | None = None) -> tuple[float, list[float], MemorySampler | None]:
     """Run a command; -> (wall seconds, seconds at which each stdout line came, memory samples)."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
-    sampler = MemorySampler(proc.pid, log=memory_log) if sample else None
+    sampler = MemorySampler(proc.pid, log=memory_log, tag=tag) if sample else None
     lines = []
     if sampler:
         sampler.__enter__()
@@ -277,12 +278,12 @@ STEPS = ("decode", "stage1", "stage1.backbone", "stage1.proposals", "stage1.chec
 
 
 def _batch(agpis: list[str], cat: Path, out: Path, env: dict, sample: bool = False, memory_log: Path | None = None,
-           **settings) -> dict:
+           tag: dict | None = None, **settings) -> dict:
     """`agpis batch` on `cat` with batch.<key>=value settings (environment); -> its numbers: wall seconds,
     steady products/s, the summary, the mean per-product step timings, the memory sampler."""
     env = {**env, **{f"AGPIS_BATCH__{k.upper()}": str(v) for k, v in settings.items()}}
     wall, _, sampler = _run(agpis + ["batch", str(cat), "--out", str(out), "--no-progress"], env, sample=sample,
-                            memory_log=memory_log)
+                            memory_log=memory_log, tag=tag)
     summary = json.loads((out / "_summary.json").read_text())
     from agpis.batch import iter_rows
 

@@ -90,6 +90,9 @@ def register_bench(sub) -> None:
     p.add_argument("--products", type=int, default=200, help="products for the comparison of the two commands")
     p.add_argument("--catalogue", type=int, default=0,
                    help="then a catalogue of this many products (100000 in the issue) with memory sampled; 0: skip")
+    p.add_argument("--work-dir", help="only the catalogue, kept in this directory: run the command again after a "
+                                      "stop and it resumes; the report covers every run (agpis/batchlong.py)")
+    p.add_argument("--report-only", action="store_true", help="with --work-dir: rebuild the report, run nothing")
     p.add_argument("--no-doc", action="store_true", help="do not write docs/benchmarks.md")
     p.set_defaults(func=cmd_bench_batch)
 
@@ -300,6 +303,12 @@ def cmd_demo(args) -> int:
 
 # -- bench -----------------------------------------------------------------------------------------
 def cmd_bench_batch(args) -> int:
+    if args.work_dir:
+        from agpis.batchlong import run_long
+
+        if not args.catalogue:
+            raise SystemExit("--work-dir needs --catalogue N")
+        return run_long(load_config(args), args)
     from agpis.batchbench import run_bench
 
     return run_bench(load_config(args), args)

@@ -1,0 +1,192 @@
+"""`agpis bench batch --catalogue N --work-dir DIR`: a catalogue too long for one sitting, kept in DIR.
+
+The catalogue (the demo's products repeated under new ids), `agpis batch`'s output, its review
+queue (embedded Valkey) and the memory samples all live in DIR. Run the same command again after
+it was stopped (killed, a machine going away) and `agpis batch` resumes: the products already
+written are skipped. Every run appends to DIR/runs.jsonl and DIR/memory.jsonl (samples tagged with
+the run), and the report is rebuilt from DIR after each run (`--report-only`: without running):
+
+- each run: when, how many products it wrote (from the output files' names, which carry the time
+  they were written), its rate, its memory (first / median / max / last, and the slope over each
+  half of its span after warm-up);
+- exactly once: output rows against distinct product ids against the catalogue, and the review
+  queue's entries per product against the QUEUED rows (no product reaches reviewers twice, none
+  written without its entry).
+
+Written into docs/benchmarks.md (section `batch-catalogue`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import time
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+
+from agpis.batchbench import MEMORY_KEYS, ROOT, _batch, _mem, memory_trend, write_catalogue
+from agpis.config import Config
+from agpis.docsections import write_section
+
+
+def _jsonl(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            pass  # a line cut by a kill
+    return out
+
+
+def _append(path: Path, record: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _utc(t: float) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M")
+
+
+def prepare(work: Path, n: int) -> Path:
+    """The catalogue of `n` products in work/catalogue, written once; a different `n` is an error."""
+    from agpis.data.synth import demo_products
+
+    meta = work / "catalogue.json"
+    cat = work / "catalogue" / "catalogue.jsonl"
+    if meta.exists():
+        had = json.loads(meta.read_text())["products"]
+        if had != n:
+            raise SystemExit(f"{work} holds a catalogue of {had} products, not {n}: use another --work-dir")
+        return cat
+    work.mkdir(parents=True, exist_ok=True)
+    write_catalogue(work / "catalogue", demo_products(16, seed=1, size=800), n, prefix="big")
+    meta.write_text(json.dumps({"products": n, "products_from": "demo_products(16, seed=1, size=800)"}))
+    return cat
+
+
+def run_long(cfg: Config, args) -> int:
+    work = Path(args.work_dir).resolve()
+    cat = prepare(work, args.catalogue)
+    if not args.report_only:
+        env = {**os.environ, "AGPIS_QUEUE__DATA_DIR": str(work / "redis"), "AGPIS_QUEUE__OUTBOX_DIR": str(work / "outbox")}
+        env.pop("REDIS_URL", None)
+        k = len([r for r in _jsonl(work / "runs.jsonl") if "start" in r])
+        start = time.time()
+        _append(work / "runs.jsonl", {"run": k, "start": start, "load": os.getloadavg()[1], "nice": os.nice(0)})
+        print(f"run {k}: agpis batch on {args.catalogue} products in {work} (resumes what is written)", flush=True)
+        r = _batch([sys.executable, "-m", "agpis.cli"], cat, work / "out", env, sample=True,
+                   memory_log=work / "memory.jsonl", tag={"run": k})
+        _append(work / "runs.jsonl", {"run": k, "end": time.time(), "new": r["summary"]["last_run"]["new"],
+                                      "skipped": r["summary"]["last_run"]["skipped"], "steady_per_s": r["steady"],
+                                      "load": os.getloadavg()[1]})
+    text = report(work, cfg)
+    print(text)
+    if not args.no_doc:
+        print(f"wrote {write_section(ROOT / 'docs' / 'benchmarks.md', 'batch-catalogue', text)}")
+    return 0
+
+
+def _files(out: Path) -> list[tuple[float, int]]:
+    """(time written, rows) of each output file, oldest first: the name carries time_ns."""
+    import pyarrow.parquet as pq
+
+    files = []
+    for p in sorted(out.glob("part-*.parquet")):
+        files.append((int(p.name.split("-")[1]) / 1e9, pq.read_metadata(p).num_rows))
+    return sorted(files)
+
+
+def exactly_once(work: Path, cfg: Config) -> dict:
+    """Rows, distinct ids and catalogue ids; queue entries per product against the QUEUED rows."""
+    from agpis.batch import iter_rows
+    from agpis.queue import ReviewQueue
+    from agpis.redisconn import RedisHandle
+
+    rows = list(iter_rows(work / "out", ["product_id", "status"]))
+    ids = Counter(r["product_id"] for r in rows)
+    queued = {r["product_id"] for r in rows if r["status"] == "QUEUED"}
+    n = json.loads((work / "catalogue.json").read_text())["products"]
+    catalogue = {f"big-{i:06d}" for i in range(n)}
+    out = {"catalogue": n, "rows": len(rows), "distinct": len(ids), "twice": sum(1 for c in ids.values() if c > 1),
+           "missing": len(catalogue - set(ids)), "unknown": len(set(ids) - catalogue),
+           "status": dict(Counter(r["status"] for r in rows)), "queued_rows": len(queued)}
+    qcfg = dataclasses.replace(cfg.queue, data_dir=str(work / "redis"), redis_url=None)
+    with RedisHandle(qcfg) as h:
+        q = ReviewQueue(h.client, qcfg)
+        entries: Counter = Counter()
+        start = "-"
+        while True:
+            page = h.client.xrange(qcfg.stream, min=start, max="+", count=2000)
+            for entry_id, raw in page:
+                entries[(raw.get(b"product_id") or b"").decode()] += 1
+            if len(page) < 2000:
+                break
+            start = "(" + page[-1][0].decode()
+        out.update(queue_entries=sum(entries.values()), queue_products_twice=sum(1 for c in entries.values() if c > 1),
+                   queued_without_entry=len(queued - set(entries)), entry_without_queued_row=len(set(entries) - queued),
+                   queue_stream=q.cfg.stream)
+    return out
+
+
+def report(work: Path, cfg: Config) -> str:
+    runs: dict[int, dict] = {}
+    for r in _jsonl(work / "runs.jsonl"):
+        runs.setdefault(r["run"], {}).update(r)
+    samples = _jsonl(work / "memory.jsonl")
+    files = _files(work / "out")
+    once = exactly_once(work, cfg)
+    starts = sorted(r["start"] for r in runs.values())
+    niced = [k for k, r in runs.items() if r.get("nice", 0) > 0]
+    lines = ["## Catalogue batch: a long catalogue over several runs (`agpis bench batch --work-dir`)", "",
+             f"Command: `agpis bench batch --catalogue {once['catalogue']} --work-dir DIR`, run again after each "
+             "stop: `agpis batch` resumes from what DIR's output holds. The demo's 16 products of 7 ~800x800 JPEG "
+             "candidates repeated under new ids, review queue included (embedded Valkey in DIR). A run ends "
+             "`killed` when it was stopped before the end (the session that ran it ended). "
+             + (f"Rates are with the cores shared: runs {', '.join(str(k) for k in sorted(niced))} were started at "
+                "a low CPU priority (nice) beside other work, so their rates say nothing of the engine's speed (see "
+                "the comparison above); memory is the point here." if niced else
+                "Rates include each run's start-up (Ray, the models, the resumed run's skipping)."), "",
+             "| run | started (UTC) | ended | products written | minutes | products/s | footprint MiB first / median / max / last | "
+             "footprint slope MiB/min, 1st / 2nd half after warm-up |", "|---|---|---|---|---|---|---|---|"]
+    for k in sorted(runs):
+        r = runs[k]
+        nxt = min([s for s in starts if s > r["start"]], default=float("inf"))
+        mine = [(t, n) for t, n in files if r["start"] <= t < nxt]
+        rows = sum(n for _, n in mine)
+        ss = [s for s in samples if s.get("run") == k]
+        end = r.get("end") or (ss[-1]["wall"] if ss else r["start"])
+        minutes = (end - r["start"]) / 60
+        rate = rows / (end - r["start"]) if end > r["start"] else 0.0
+        trend = memory_trend(ss, mine[0][0] - r["start"], mine[-1][0] - r["start"]) if len(mine) > 1 and ss else {}
+        slopes = " / ".join(f"{trend[h]['footprint']['slope']:+.1f}" for h in ("first", "second") if h in trend) or "–"
+        lines.append(f"| {k} | {_utc(r['start'])} | {'done' if 'end' in r else 'killed'} {_utc(end)} | {rows} | "
+                     f"{minutes:.0f} | {rate:.2f} | {_mem(ss, 'footprint')} | {slopes} |")
+    lines += ["", "Per run, every key of the sampler (MiB/min over each half after warm-up; the keys as in the "
+                  "5,000-product section above):", "",
+              "| run | half | minutes | " + " | ".join(MEMORY_KEYS) + " |", "|---|---|---|" + "---|" * len(MEMORY_KEYS)]
+    for k in sorted(runs):
+        r = runs[k]
+        nxt = min([s for s in starts if s > r["start"]], default=float("inf"))
+        mine = [t for t, _ in files if r["start"] <= t < nxt]
+        ss = [s for s in samples if s.get("run") == k]
+        if len(mine) > 1 and ss:
+            for half, h in memory_trend(ss, mine[0] - r["start"], mine[-1] - r["start"]).items():
+                lines.append(f"| {k} | {half} | {h['t0'] / 60:.0f}-{h['t1'] / 60:.0f} | "
+                             + " | ".join(f"{h[key]['slope']:+.1f}" for key in MEMORY_KEYS) + " |")
+    done = once["distinct"] == once["catalogue"] and once["missing"] == 0
+    lines += ["", f"Exactly once, over all runs: {once['rows']} output rows, {once['distinct']} distinct products "
+                  f"of the catalogue's {once['catalogue']} ({once['twice']} written twice, {once['missing']} not yet "
+                  f"written, {once['unknown']} not in the catalogue); status "
+                  + ", ".join(f"{k} {v}" for k, v in sorted(once["status"].items()))
+                  + f". Review queue (`{once['queue_stream']}`): {once['queue_entries']} entries for "
+                    f"{once['queued_rows']} QUEUED rows; products with more than one entry: "
+                    f"{once['queue_products_twice']}; QUEUED rows without an entry: {once['queued_without_entry']}; "
+                    f"entries without a QUEUED row: {once['entry_without_queued_row']}.",
+              "", ("The whole catalogue is written." if done else
+                   f"Not finished: {once['missing']} of {once['catalogue']} products still to do; the next run resumes.")]
+    return "\n".join(lines)
