@@ -193,7 +193,7 @@ def tree_memory(pid: int) -> dict[str, float | None]:
     one process only counts too); `driver_pss`: the driver alone (`pid`); the object store
     (`object_store`); and `footprint`: the sum of their PSS outside the store plus the store's resident
     pages, i.e. every page counted once, those only the store holds included: the job's true size."""
-    rss = pss = uss = store_pss = 0
+    rss = pss = uss = store_pss = queue_pss = 0
     driver_pss = None
     raylet = None
     for p in descendants(pid):
@@ -207,14 +207,17 @@ def tree_memory(pid: int) -> dict[str, float | None]:
         if p == pid:
             driver_pss = r.get("Pss", 0) / 1024
         try:
-            if (Path("/proc") / str(p) / "comm").read_text().strip() == "raylet":
-                raylet = p
+            comm = (Path("/proc") / str(p) / "comm").read_text().strip()
         except OSError:
-            pass
+            comm = ""
+        if comm == "raylet":
+            raylet = p
+        elif comm.startswith("valkey"):  # the embedded review queue: its data, not the job's working set
+            queue_pss += r.get("Pss", 0)
     store = object_store(raylet) if raylet else {"store_resident": None, "store_used": None, "store_capacity": None}
     footprint = (pss - store_pss) / 1024 + store["store_resident"] if store["store_resident"] is not None else None
     return {"rss": rss / 1024, "pss": pss / 1024, "uss": uss / 1024, "driver_pss": driver_pss,
-            "footprint": footprint, **store}
+            "footprint": footprint, "queue_pss": queue_pss / 1024, **store}
 
 
 def slope(samples: list[dict], key: str) -> float:
@@ -247,11 +250,11 @@ def memory_trend(samples: list[dict], start_s: float, end_s: float) -> dict:
 
 
 def _run(cmd: list[str], env: dict, sample: bool = False, memory_log: Path | None = None,
-         tag: dict | None = None) -> tuple[float, list[float], MemorySampler | None]:
+         tag: dict | None = None, interval_s: float = 5.0) -> tuple[float, list[float], MemorySampler | None]:
     """Run a command; -> (wall seconds, seconds at which each stdout line came, memory samples)."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
-    sampler = MemorySampler(proc.pid, log=memory_log, tag=tag) if sample else None
+    sampler = MemorySampler(proc.pid, interval_s, log=memory_log, tag=tag) if sample else None
     lines = []
     if sampler:
         sampler.__enter__()
@@ -278,12 +281,12 @@ STEPS = ("decode", "stage1", "stage1.backbone", "stage1.proposals", "stage1.chec
 
 
 def _batch(agpis: list[str], cat: Path, out: Path, env: dict, sample: bool = False, memory_log: Path | None = None,
-           tag: dict | None = None, **settings) -> dict:
+           tag: dict | None = None, interval_s: float = 5.0, **settings) -> dict:
     """`agpis batch` on `cat` with batch.<key>=value settings (environment); -> its numbers: wall seconds,
     steady products/s, the summary, the mean per-product step timings, the memory sampler."""
     env = {**env, **{f"AGPIS_BATCH__{k.upper()}": str(v) for k, v in settings.items()}}
     wall, _, sampler = _run(agpis + ["batch", str(cat), "--out", str(out), "--no-progress"], env, sample=sample,
-                            memory_log=memory_log, tag=tag)
+                            memory_log=memory_log, tag=tag, interval_s=interval_s)
     summary = json.loads((out / "_summary.json").read_text())
     from agpis.batch import iter_rows
 

@@ -26,9 +26,14 @@ from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
-from agpis.batchbench import MEMORY_KEYS, ROOT, _batch, _mem, memory_trend, write_catalogue
+from agpis.batchbench import MEMORY_KEYS, ROOT, _batch, _mem, memory_trend, slope, write_catalogue
 from agpis.config import Config
 from agpis.docsections import write_section
+
+
+# Seconds between memory samples: reading every process's smaps costs ~0.4 s of CPU, and a run of
+# hours needs no finer grain than the 5,000-product bench's 5 s.
+SAMPLE_S = 15.0
 
 
 def _jsonl(path: Path) -> list[dict]:
@@ -80,7 +85,7 @@ def run_long(cfg: Config, args) -> int:
         _append(work / "runs.jsonl", {"run": k, "start": start, "load": os.getloadavg()[1], "nice": os.nice(0)})
         print(f"run {k}: agpis batch on {args.catalogue} products in {work} (resumes what is written)", flush=True)
         r = _batch([sys.executable, "-m", "agpis.cli"], cat, work / "out", env, sample=True,
-                   memory_log=work / "memory.jsonl", tag={"run": k})
+                   memory_log=work / "memory.jsonl", tag={"run": k}, interval_s=SAMPLE_S)
         _append(work / "runs.jsonl", {"run": k, "end": time.time(), "new": r["summary"]["last_run"]["new"],
                                       "skipped": r["summary"]["last_run"]["skipped"], "steady_per_s": r["steady"],
                                       "load": os.getloadavg()[1]})
@@ -127,7 +132,7 @@ def exactly_once(work: Path, cfg: Config) -> dict:
             if len(page) < 2000:
                 break
             start = "(" + page[-1][0].decode()
-        out.update(queue_entries=sum(entries.values()), queue_products_twice=sum(1 for c in entries.values() if c > 1),
+        out.update(queue_mib=h.client.info("memory")["used_memory"] / 2**20, queue_entries=sum(entries.values()), queue_products_twice=sum(1 for c in entries.values() if c > 1),
                    queued_without_entry=len(queued - set(entries)), entry_without_queued_row=len(set(entries) - queued),
                    queue_stream=q.cfg.stream)
     return out
@@ -151,21 +156,29 @@ def report(work: Path, cfg: Config) -> str:
                 "a low CPU priority (nice) beside other work, so their rates say nothing of the engine's speed (see "
                 "the comparison above); memory is the point here." if niced else
                 "Rates include each run's start-up (Ray, the models, the resumed run's skipping)."), "",
+             "Memory: the footprint of the job and all its processes (as in the section above), and the same "
+             "without the review queue's Valkey, whose data grows with every product queued by design; slopes "
+             "by least squares over each half of the run's span after warm-up (its first output file to its last).", "",
              "| run | started (UTC) | ended | products written | minutes | products/s | footprint MiB first / median / max / last | "
-             "footprint slope MiB/min, 1st / 2nd half after warm-up |", "|---|---|---|---|---|---|---|---|"]
+             "without the queue | slope without the queue, MiB/min, 1st / 2nd half |", "|---|---|---|---|---|---|---|---|---|"]
     for k in sorted(runs):
         r = runs[k]
         nxt = min([s for s in starts if s > r["start"]], default=float("inf"))
         mine = [(t, n) for t, n in files if r["start"] <= t < nxt]
         rows = sum(n for _, n in mine)
-        ss = [s for s in samples if s.get("run") == k]
+        ss = [{**s, "job": s["footprint"] - s.get("queue_pss", 0.0) if s.get("footprint") is not None else None}
+              for s in samples if s.get("run") == k]
         end = r.get("end") or (ss[-1]["wall"] if ss else r["start"])
         minutes = (end - r["start"]) / 60
         rate = rows / (end - r["start"]) if end > r["start"] else 0.0
-        trend = memory_trend(ss, mine[0][0] - r["start"], mine[-1][0] - r["start"]) if len(mine) > 1 and ss else {}
-        slopes = " / ".join(f"{trend[h]['footprint']['slope']:+.1f}" for h in ("first", "second") if h in trend) or "–"
+        slopes = "–"
+        if len(mine) > 1 and ss:
+            t0, t1 = mine[0][0] - r["start"], mine[-1][0] - r["start"]
+            mid = (t0 + t1) / 2
+            halves = ([s for s in ss if t0 <= s["t"] <= mid], [s for s in ss if mid <= s["t"] <= t1])
+            slopes = " / ".join(f"{slope(h, 'job'):+.1f}" for h in halves if len(h) > 1) or "–"
         lines.append(f"| {k} | {_utc(r['start'])} | {'done' if 'end' in r else 'killed'} {_utc(end)} | {rows} | "
-                     f"{minutes:.0f} | {rate:.2f} | {_mem(ss, 'footprint')} | {slopes} |")
+                     f"{minutes:.0f} | {rate:.2f} | {_mem(ss, 'footprint')} | {_mem(ss, 'job')} | {slopes} |")
     lines += ["", "Per run, every key of the sampler (MiB/min over each half after warm-up; the keys as in the "
                   "5,000-product section above):", "",
               "| run | half | minutes | " + " | ".join(MEMORY_KEYS) + " |", "|---|---|---|" + "---|" * len(MEMORY_KEYS)]
@@ -186,7 +199,9 @@ def report(work: Path, cfg: Config) -> str:
                   + f". Review queue (`{once['queue_stream']}`): {once['queue_entries']} entries for "
                     f"{once['queued_rows']} QUEUED rows; products with more than one entry: "
                     f"{once['queue_products_twice']}; QUEUED rows without an entry: {once['queued_without_entry']}; "
-                    f"entries without a QUEUED row: {once['entry_without_queued_row']}.",
+                    f"entries without a QUEUED row: {once['entry_without_queued_row']}. The queue holds "
+                    f"{once['queue_mib']:.0f} MiB now (Valkey's used_memory): it is a child of the job, so its growth "
+                    "with every product queued is inside the footprint above (data kept, not a leak).",
               "", ("The whole catalogue is written." if done else
                    f"Not finished: {once['missing']} of {once['catalogue']} products still to do; the next run resumes.")]
     return "\n".join(lines)
