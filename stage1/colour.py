@@ -33,15 +33,20 @@ import numpy as np
 
 NAMES = ("black", "white", "gray", "red", "orange", "yellow", "green", "blue", "purple", "pink", "brown")
 
-# A title's colour words -> the basic name they mean. Plain shopper words, several languages
+# A title's colour words -> the basic names they mean, main first. Shade words span basic
+# names (teal photographs green as often as blue, navy as black, olive as yellow-green, gold as
+# orange or brown): each of them accepts all of its names, so a teal product is not rejected for
+# reading green; the check is looser for them by as much. Plain shopper words; several languages
 # would go here; unknown words are simply not checked.
 WORDS = {
-    "black": "black", "white": "white", "gray": "gray", "grey": "gray", "silver": "gray",
-    "charcoal": "gray", "red": "red", "burgundy": "red", "maroon": "red", "orange": "orange",
-    "yellow": "yellow", "gold": "yellow", "green": "green", "olive": "green", "khaki": "brown",
-    "blue": "blue", "navy": "blue", "teal": "blue", "turquoise": "blue", "purple": "purple",
-    "violet": "purple", "lavender": "purple", "pink": "pink", "brown": "brown", "beige": "brown",
-    "tan": "brown",
+    "black": ("black",), "white": ("white",), "gray": ("gray",), "grey": ("gray",), "silver": ("gray", "white"),
+    "charcoal": ("gray", "black"), "red": ("red",), "burgundy": ("red", "purple", "brown"),
+    "maroon": ("red", "brown", "purple"), "orange": ("orange",), "yellow": ("yellow",),
+    "gold": ("yellow", "orange", "brown"), "green": ("green",), "olive": ("green", "yellow", "brown"),
+    "khaki": ("brown", "green", "yellow"), "blue": ("blue",), "navy": ("blue", "black"), "teal": ("blue", "green"),
+    "turquoise": ("blue", "green"), "purple": ("purple",), "violet": ("purple", "blue"),
+    "lavender": ("purple", "blue", "pink"), "pink": ("pink",), "brown": ("brown",), "beige": ("brown", "white", "yellow"),
+    "tan": ("brown",),
 }
 # The names a colour word accepts in a photo: its own and its photographic neighbours.
 ACCEPTS = {
@@ -76,13 +81,13 @@ class ColourConfig:
 
 
 def title_colours(title: str) -> list[tuple[str, str]]:
-    """The colour words of a title with the basic name each means, in order:
-    "Chaz Hoodie, Navy" -> [("navy", "blue")]."""
+    """The colour words of a title with each basic name they mean, in order:
+    "Chaz Hoodie, Navy" -> [("navy", "blue"), ("navy", "black")]."""
     out: list[tuple[str, str]] = []
     for w in re.findall(r"[a-z]+", title.lower()):
-        n = WORDS.get(w)
-        if n and n not in [x for _, x in out]:
-            out.append((w, n))
+        for n in WORDS.get(w, ()):
+            if n not in [x for _, x in out]:
+                out.append((w, n))
     return out
 
 
@@ -241,6 +246,11 @@ class TitleColour:
     words: list[tuple[str, str]]  # (title word, basic name)
     scores: list[float | None]
     agree: list[bool | None]
+
+    @property
+    def said(self) -> str:
+        """The title's colour words for a sentence: "navy", "red or blue"."""
+        return " or ".join(dict.fromkeys(w for w, _ in self.words))
 
     @property
     def mismatch(self) -> bool:

@@ -340,7 +340,7 @@ class LearnedStage1:
         out: dict[int, str] = {}
         if verdict.mismatch:
             return out
-        said = " or ".join(w for w, _ in verdict.words)
+        said = verdict.said
         for i, (ok, d) in enumerate(zip(verdict.agree, decisions)):
             if ok is False and not d["remove"]:
                 self._flag_off_colour(i, 1.0 - verdict.scores[i], f"{colour.describe(shares[i])} against the title's {said}",
@@ -429,7 +429,7 @@ def _title_mismatch(verdict, shares, p_idx) -> Finding:
 
     i = p_idx if p_idx is not None and shares[p_idx] is not None else \
         next(j for j, ok in enumerate(verdict.agree) if ok is False)
-    said = " or ".join(w for w, _ in verdict.words)
+    said = verdict.said
     score = 1.0 - max(s for s in verdict.scores if s is not None)
     sentence = f"{rules.feedback('title_mismatch', detail=said)}: the product in {rules.image_name(i)} is " \
                f"{colour.describe(shares[i])}"

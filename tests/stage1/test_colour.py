@@ -48,9 +48,22 @@ def test_no_plain_backdrop_is_not_judged():
 
 
 def test_title_words():
-    assert colour.title_colours("Chaz Kangeroo Hoodie, Navy") == [("navy", "blue")]
+    assert colour.title_colours("Chaz Kangeroo Hoodie, Navy") == [("navy", "blue"), ("navy", "black")]
+    assert colour.title_colours("Red and Blue Tee") == [("red", "red"), ("blue", "blue")]
     assert colour.title_colours("Starter Yoga Bag, Iron Grey, duffel") == [("grey", "gray")]
     assert colour.title_colours("Vitamin E 268 mg, 365 capsules") == []
+
+
+def test_shade_words_accept_each_basic_name_they_span():
+    # A teal garment photographs green (hue ~196): "Teal" accepts green and blue, "Blue" does not.
+    teal = colour.colour_shares(person((0, 128, 128)))
+    assert colour.describe(teal) == "mostly green"
+    assert colour.check_title("Tee, Teal", [teal, teal], 0.25).agree == [True, True]
+    assert colour.check_title("Tee, Blue", [teal, teal], 0.25).mismatch
+    # Navy dark enough to read black passes "Navy"; the sentence names the word once.
+    navy = colour.colour_shares(person((15, 15, 30)))
+    v = colour.check_title("Hoodie, Navy", [navy], 0.25)
+    assert v.agree == [True] and v.said == "navy"
 
 
 def test_title_against_images():
