@@ -201,7 +201,7 @@ class Pipeline:
         t0 = time.perf_counter()
         # `features` only when given: a stage 1 without a batched path need not know the argument
         extra = {} if features is None else {"features": features}
-        s1: Stage1Result = self.stage1.run(images, k, check, title=title, category=category, **extra)
+        s1: Stage1Result = self.stage1.run(images, k, check, title=title, **extra)
         timings["stage1"] = _ms(t0)
         for step, ms in s1.timings_ms.items():
             timings[f"stage1.{step}"] = ms

@@ -91,13 +91,6 @@ def title_colours(title: str) -> list[tuple[str, str]]:
     return out
 
 
-def category_has_colours(category: str, free_words: list[str]) -> bool:
-    """False when a word of the listing's category is one of `free_words` (Stage1Config.
-    colour_free_categories: food and drink, whose titles' colour words name varieties):
-    "Grocery > Fruit" -> False; "Women > Tops" or "" -> True."""
-    return not set(re.findall(r"[a-z]+", category.lower())) & set(free_words)
-
-
 def lch(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(N, 3) uint8 RGB -> CIE L (0-100), chroma and hue angle (degrees) per pixel."""
     import cv2

@@ -74,15 +74,6 @@ class Stage1Config:
     # of 101 judged same-colour views fall below, 348 of 512 pairs with another colour's main
     # photo do (0.4: 3 and 414).
     colour_overlap_min: float = 0.3
-    # Listings whose category has one of these words get neither colour check: in food and drink
-    # a title's colour word names a variety or a flavour (Red Grapefruit, Pink Lady, Orange
-    # Juice), the product is photographed whole, cut or in its pack, and there are no colour
-    # variants to mix up. On the real grocery catalogue shots (../shared), 4 of the 15 classes
-    # whose name has a colour word would be rejected as title mismatches (Red Grapefruit reads
-    # yellow, Red Beet brown, Pink Lady red, a carton of orange juice black). Empty category: checked.
-    colour_free_categories: list[str] = field(default_factory=lambda: [
-        "food", "foods", "grocery", "groceries", "fruit", "fruits", "vegetable", "vegetables", "produce", "drink",
-        "drinks", "beverage", "beverages", "juice", "juices", "dairy", "bakery", "snacks", "confectionery"])
 
     # Checks whose own verdict (score >= 0.5) removes an image (single-image checks) or keeps
     # it from being the primary (primary checks), beside the learned models. The others only

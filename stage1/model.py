@@ -112,11 +112,10 @@ class LearnedStage1:
         return out
 
     def run(self, images: list[CandidateImage], k: int,
-            check_deadline: Callable[[], None] | None = None, title: str = "", category: str = "",
+            check_deadline: Callable[[], None] | None = None, title: str = "",
             features: dict[str, np.ndarray | list] | None = None) -> Stage1Result:
         """`features`: this product's item of `backbone_many`, computed beforehand with other
-        products' images; None: resized and run through the backbone here. `category`: one of
-        cfg.colour_free_categories' words in it turns the colour checks off (see there)."""
+        products' images; None: resized and run through the backbone here."""
         from stage1.checks import check_vector, run_checks
         from stage1.duplicates import find_duplicates, image_patches
         from stage1.heads import head_input
@@ -143,10 +142,7 @@ class LearnedStage1:
         shares: list = [None] * len(images)
         spent = {"proposals": 0.0, "checks": 0.0, "colour": 0.0}
         lock = threading.Lock()
-        # a colour-free category (food, drink): no shares, so neither colour check judges anything
-        judged = colour.category_has_colours(category, cfg.colour_free_categories)
-        kinds = ("proposals", "checks", "colour") if judged else ("proposals", "checks")
-        tasks = iter([(kind, i) for kind in kinds for i in range(len(images))])
+        tasks = iter([(kind, i) for kind in ("proposals", "checks", "colour") for i in range(len(images))])
 
         def work() -> None:
             while True:

@@ -22,8 +22,7 @@ class PlaceholderStage1:
         self.config = config or Stage1Config()
 
     def run(self, images: list[CandidateImage], k: int,
-            check_deadline: Callable[[], None] | None = None, title: str = "",
-            category: str = "") -> Stage1Result:
+            check_deadline: Callable[[], None] | None = None, title: str = "") -> Stage1Result:
         t0 = time.perf_counter()
         reports = [CandidateReport(im.id, _border_whiteness(im.pixels), 0.0) for im in images]
         best = max(reports, key=lambda r: r.p_primary, default=None)

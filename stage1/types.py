@@ -88,11 +88,9 @@ class Stage1(Protocol):
     version: str
 
     def run(self, images: list[CandidateImage], k: int,
-            check_deadline: Callable[[], None] | None = None, title: str = "",
-            category: str = "") -> Stage1Result:
+            check_deadline: Callable[[], None] | None = None, title: str = "") -> Stage1Result:
         """Decide the primary, drop non-compliant and duplicated images, propose sequences.
-        `title` (the product's) is checked against the images' colours, unless `category` says
-        the product's colours are not what colour words in its title mean (food and drink).
+        `title` (the product's) is checked against the images' colours.
 
         `check_deadline()` raises when the caller's time is up; call it between steps.
         """

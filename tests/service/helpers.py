@@ -43,13 +43,13 @@ class SlowStage1:
         self.inner, self.delay = inner, delay
         self.version = inner.version + f" (+{delay}s test delay)"
 
-    def run(self, images, k, check_deadline=None, title="", category=""):
+    def run(self, images, k, check_deadline=None, title=""):
         end = time.monotonic() + self.delay
         while time.monotonic() < end:
             time.sleep(0.02)
             if check_deadline:
                 check_deadline()
-        return self.inner.run(images, k, check_deadline, title=title, category=category)
+        return self.inner.run(images, k, check_deadline, title=title)
 
 
 def slow_pipeline(config: Config, delay: float, model: str = "default") -> Pipeline:
