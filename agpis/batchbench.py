@@ -194,7 +194,7 @@ def tree_memory(pid: int) -> dict[str, float | None]:
     (`object_store`); and `footprint`: the sum of their PSS outside the store plus the store's resident
     pages, i.e. every page counted once, those only the store holds included: the job's true size."""
     rss = pss = uss = store_pss = queue_pss = 0
-    driver_pss = None
+    driver_pss = driver_own = None
     raylet = None
     for p in descendants(pid):
         r = smaps_rollup(p)
@@ -203,9 +203,11 @@ def tree_memory(pid: int) -> dict[str, float | None]:
         rss += r.get("Rss", 0)
         pss += r.get("Pss", 0)
         uss += r.get("Private_Clean", 0) + r.get("Private_Dirty", 0)
-        store_pss += store_pss_kb(p)
+        in_store = store_pss_kb(p)
+        store_pss += in_store
         if p == pid:
             driver_pss = r.get("Pss", 0) / 1024
+            driver_own = (r.get("Pss", 0) - in_store) / 1024  # its share of the store's pages left out
         try:
             comm = (Path("/proc") / str(p) / "comm").read_text().strip()
         except OSError:
@@ -217,7 +219,7 @@ def tree_memory(pid: int) -> dict[str, float | None]:
     store = object_store(raylet) if raylet else {"store_resident": None, "store_used": None, "store_capacity": None}
     footprint = (pss - store_pss) / 1024 + store["store_resident"] if store["store_resident"] is not None else None
     return {"rss": rss / 1024, "pss": pss / 1024, "uss": uss / 1024, "driver_pss": driver_pss,
-            "footprint": footprint, "queue_pss": queue_pss / 1024, **store}
+            "footprint": footprint, "queue_pss": queue_pss / 1024, "driver_own": driver_own, **store}
 
 
 def slope(samples: list[dict], key: str) -> float:

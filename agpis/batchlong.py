@@ -158,9 +158,12 @@ def report(work: Path, cfg: Config) -> str:
                 "Rates include each run's start-up (Ray, the models, the resumed run's skipping)."), "",
              "Memory: the footprint of the job and all its processes (as in the section above), and the same "
              "without the review queue's Valkey, whose data grows with every product queued by design; slopes "
-             "by least squares over each half of the run's span after warm-up (its first output file to its last).", "",
+             "by least squares over each half of the run's span after warm-up (its first output file to its last). "
+             "The driver's own memory leaves out its share of the object store's pages: the PSS of a process "
+             "grows as it maps more of the store (a 512 MiB file) with no new memory.", "",
              "| run | started (UTC) | ended | products written | minutes | products/s | footprint MiB first / median / max / last | "
-             "without the queue | slope without the queue, MiB/min, 1st / 2nd half |", "|---|---|---|---|---|---|---|---|---|"]
+             "without the queue | slope without the queue, MiB/min, 1st / 2nd half | driver outside the object store "
+             "(MiB) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for k in sorted(runs):
         r = runs[k]
         nxt = min([s for s in starts if s > r["start"]], default=float("inf"))
@@ -178,7 +181,8 @@ def report(work: Path, cfg: Config) -> str:
             halves = ([s for s in ss if t0 <= s["t"] <= mid], [s for s in ss if mid <= s["t"] <= t1])
             slopes = " / ".join(f"{slope(h, 'job'):+.1f}" for h in halves if len(h) > 1) or "–"
         lines.append(f"| {k} | {_utc(r['start'])} | {'done' if 'end' in r else 'killed'} {_utc(end)} | {rows} | "
-                     f"{minutes:.0f} | {rate:.2f} | {_mem(ss, 'footprint')} | {_mem(ss, 'job')} | {slopes} |")
+                     f"{minutes:.0f} | {rate:.2f} | {_mem(ss, 'footprint')} | {_mem(ss, 'job')} | {slopes} | "
+                     f"{_mem(ss, 'driver_own')} |")
     lines += ["", "Per run, every key of the sampler (MiB/min over each half after warm-up; the keys as in the "
                   "5,000-product section above):", "",
               "| run | half | minutes | " + " | ".join(MEMORY_KEYS) + " |", "|---|---|---|" + "---|" * len(MEMORY_KEYS)]
@@ -199,7 +203,9 @@ def report(work: Path, cfg: Config) -> str:
                   + f". Review queue (`{once['queue_stream']}`): {once['queue_entries']} entries for "
                     f"{once['queued_rows']} QUEUED rows; products with more than one entry: "
                     f"{once['queue_products_twice']}; QUEUED rows without an entry: {once['queued_without_entry']}; "
-                    f"entries without a QUEUED row: {once['entry_without_queued_row']}. The queue holds "
+                    f"entries without a QUEUED row: {once['entry_without_queued_row']} (a killed run had queued them, "
+                    "it queues before it writes; the run that resumes writes their rows, and the queue's key per "
+                    "product and sequence keeps them from being queued again). The queue holds "
                     f"{once['queue_mib']:.0f} MiB now (Valkey's used_memory): it is a child of the job, so its growth "
                     "with every product queued is inside the footprint above (data kept, not a leak).",
               "", ("The whole catalogue is written." if done else
