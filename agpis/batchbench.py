@@ -235,10 +235,10 @@ def slope(samples: list[dict], key: str) -> float:
 MEMORY_KEYS = ("footprint", "rss", "pss", "uss", "driver_pss", "store_resident", "store_used")
 
 
-def memory_trend(samples: list[dict], start_s: float, end_s: float) -> dict:
+def memory_trend(samples: list[dict], start_s: float, end_s: float, keys: tuple[str, ...] = MEMORY_KEYS) -> dict:
     """The samples between start_s (warm-up over: the first output file) and end_s (the last output
-    file) in two halves -> per half its time span and, per key of MEMORY_KEYS, the slope (MiB/min)
-    and the first and last values."""
+    file) in two halves -> per half its time span and, per key of `keys`, the slope (MiB/min) and
+    the first and last values."""
     steady = [s for s in samples if start_s <= s["t"] <= end_s]
     mid = (start_s + end_s) / 2
     halves = {}
@@ -247,7 +247,7 @@ def memory_trend(samples: list[dict], start_s: float, end_s: float) -> dict:
             continue
         halves[name] = {"t0": part[0]["t"], "t1": part[-1]["t"], "n": len(part),
                         **{k: {"slope": slope(part, k), "first": part[0].get(k), "last": part[-1].get(k)}
-                           for k in MEMORY_KEYS}}
+                           for k in keys}}
     return halves
 
 

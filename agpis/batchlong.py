@@ -26,7 +26,7 @@ from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
-from agpis.batchbench import MEMORY_KEYS, ROOT, _batch, _mem, memory_trend, slope, write_catalogue
+from agpis.batchbench import MEMORY_KEYS, ROOT, _batch, _mem, memory_trend, write_catalogue
 from agpis.config import Config
 from agpis.docsections import write_section
 
@@ -100,16 +100,12 @@ def _files(out: Path) -> list[tuple[float, int]]:
     """(time written, rows) of each output file, oldest first: the name carries time_ns."""
     import pyarrow.parquet as pq
 
-    files = []
-    for p in sorted(out.glob("part-*.parquet")):
-        files.append((int(p.name.split("-")[1]) / 1e9, pq.read_metadata(p).num_rows))
-    return sorted(files)
+    return sorted((int(p.name.split("-")[1]) / 1e9, pq.read_metadata(p).num_rows) for p in out.glob("part-*.parquet"))
 
 
 def exactly_once(work: Path, cfg: Config) -> dict:
     """Rows, distinct ids and catalogue ids; queue entries per product against the QUEUED rows."""
     from agpis.batch import iter_rows
-    from agpis.queue import ReviewQueue
     from agpis.redisconn import RedisHandle
 
     rows = list(iter_rows(work / "out", ["product_id", "status"]))
@@ -122,7 +118,6 @@ def exactly_once(work: Path, cfg: Config) -> dict:
            "status": dict(Counter(r["status"] for r in rows)), "queued_rows": len(queued)}
     qcfg = dataclasses.replace(cfg.queue, data_dir=str(work / "redis"), redis_url=None)
     with RedisHandle(qcfg) as h:
-        q = ReviewQueue(h.client, qcfg)
         entries: Counter = Counter()
         start = "-"
         while True:
@@ -132,10 +127,24 @@ def exactly_once(work: Path, cfg: Config) -> dict:
             if len(page) < 2000:
                 break
             start = "(" + page[-1][0].decode()
-        out.update(queue_mib=h.client.info("memory")["used_memory"] / 2**20, queue_entries=sum(entries.values()), queue_products_twice=sum(1 for c in entries.values() if c > 1),
+        out.update(queue_mib=h.client.info("memory")["used_memory"] / 2**20, queue_entries=sum(entries.values()),
+                   queue_products_twice=sum(1 for c in entries.values() if c > 1),
                    queued_without_entry=len(queued - set(entries)), entry_without_queued_row=len(set(entries) - queued),
-                   queue_stream=q.cfg.stream)
+                   queue_stream=qcfg.stream)
     return out
+
+
+def _run_numbers(k: int, r: dict, starts: list[float], files: list[tuple[float, int]], samples: list[dict]):
+    """One run's (k, record, rows written, end time, samples with `job` (the footprint without the
+    queue's Valkey), memory trend after warm-up: its first output file to its last)."""
+    nxt = min([s for s in starts if s > r["start"]], default=float("inf"))
+    mine = [(t, n) for t, n in files if r["start"] <= t < nxt]
+    ss = [{**s, "job": s["footprint"] - s.get("queue_pss", 0.0) if s.get("footprint") is not None else None}
+          for s in samples if s.get("run") == k]
+    end = r.get("end") or (ss[-1]["wall"] if ss else r["start"])
+    trend = memory_trend(ss, mine[0][0] - r["start"], mine[-1][0] - r["start"], MEMORY_KEYS + ("job",)) \
+        if len(mine) > 1 and ss else {}
+    return k, r, sum(n for _, n in mine), end, ss, trend
 
 
 def report(work: Path, cfg: Config) -> str:
@@ -164,37 +173,20 @@ def report(work: Path, cfg: Config) -> str:
              "| run | started (UTC) | ended | products written | minutes | products/s | footprint MiB first / median / max / last | "
              "without the queue | slope without the queue, MiB/min, 1st / 2nd half | driver outside the object store "
              "(MiB) |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for k in sorted(runs):
-        r = runs[k]
-        nxt = min([s for s in starts if s > r["start"]], default=float("inf"))
-        mine = [(t, n) for t, n in files if r["start"] <= t < nxt]
-        rows = sum(n for _, n in mine)
-        ss = [{**s, "job": s["footprint"] - s.get("queue_pss", 0.0) if s.get("footprint") is not None else None}
-              for s in samples if s.get("run") == k]
-        end = r.get("end") or (ss[-1]["wall"] if ss else r["start"])
-        minutes = (end - r["start"]) / 60
+    per_run = [_run_numbers(k, runs[k], starts, files, samples) for k in sorted(runs)]
+    for k, r, rows, end, ss, trend in per_run:
         rate = rows / (end - r["start"]) if end > r["start"] else 0.0
-        slopes = "–"
-        if len(mine) > 1 and ss:
-            t0, t1 = mine[0][0] - r["start"], mine[-1][0] - r["start"]
-            mid = (t0 + t1) / 2
-            halves = ([s for s in ss if t0 <= s["t"] <= mid], [s for s in ss if mid <= s["t"] <= t1])
-            slopes = " / ".join(f"{slope(h, 'job'):+.1f}" for h in halves if len(h) > 1) or "–"
+        slopes = " / ".join(f"{trend[h]['job']['slope']:+.1f}" for h in ("first", "second") if h in trend) or "–"
         lines.append(f"| {k} | {_utc(r['start'])} | {'done' if 'end' in r else 'killed'} {_utc(end)} | {rows} | "
-                     f"{minutes:.0f} | {rate:.2f} | {_mem(ss, 'footprint')} | {_mem(ss, 'job')} | {slopes} | "
-                     f"{_mem(ss, 'driver_own')} |")
+                     f"{(end - r['start']) / 60:.0f} | {rate:.2f} | {_mem(ss, 'footprint')} | {_mem(ss, 'job')} | "
+                     f"{slopes} | {_mem(ss, 'driver_own')} |")
     lines += ["", "Per run, every key of the sampler (MiB/min over each half after warm-up; the keys as in the "
                   "5,000-product section above):", "",
               "| run | half | minutes | " + " | ".join(MEMORY_KEYS) + " |", "|---|---|---|" + "---|" * len(MEMORY_KEYS)]
-    for k in sorted(runs):
-        r = runs[k]
-        nxt = min([s for s in starts if s > r["start"]], default=float("inf"))
-        mine = [t for t, _ in files if r["start"] <= t < nxt]
-        ss = [s for s in samples if s.get("run") == k]
-        if len(mine) > 1 and ss:
-            for half, h in memory_trend(ss, mine[0] - r["start"], mine[-1] - r["start"]).items():
-                lines.append(f"| {k} | {half} | {h['t0'] / 60:.0f}-{h['t1'] / 60:.0f} | "
-                             + " | ".join(f"{h[key]['slope']:+.1f}" for key in MEMORY_KEYS) + " |")
+    for k, _, _, _, _, trend in per_run:
+        for half, h in trend.items():
+            lines.append(f"| {k} | {half} | {h['t0'] / 60:.0f}-{h['t1'] / 60:.0f} | "
+                         + " | ".join(f"{h[key]['slope']:+.1f}" for key in MEMORY_KEYS) + " |")
     done = once["distinct"] == once["catalogue"] and once["missing"] == 0
     lines += ["", f"Exactly once, over all runs: {once['rows']} output rows, {once['distinct']} distinct products "
                   f"of the catalogue's {once['catalogue']} ({once['twice']} written twice, {once['missing']} not yet "
