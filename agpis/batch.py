@@ -1,8 +1,8 @@
 """`agpis batch INPUT --out DIR`: a whole catalogue on Ray Data, resumable, each product queued once.
 
-    INPUT (JSONL lines as text, CSV, Parquet)                 Ray Data read tasks
-      -> parse a row, skip products already in DIR,
-         fetch its images' bytes                              map_batches: tasks (batch.read_cpus)
+    INPUT (JSONL, CSV, Parquet), batch.chunk_products rows   this process: each chunk one Ray Data
+      at a time, products already in DIR left out            job (from_arrow, blocks of batch_size)
+      -> parse a row, fetch its images' bytes                 map_batches: tasks (batch.read_cpus)
       -> decode, stage 1's backbone in one forward for the    map_batches: actor pool, models loaded
          block's products, then Pipeline.run per product      once per actor (batch.actors)
          (the service's pipeline)
@@ -77,20 +77,76 @@ class BadRow(ValueError):
         self.product_id = product_id
 
 
-# -- reading the catalogue (Ray Data read tasks) ----------------------------------------------------
-def read_catalogue(path: str, read_cpus: float, blocks: int | None = None):
-    """INPUT as a Dataset of raw rows. JSONL is read as lines of text and parsed in our own task,
-    so that one malformed line becomes one ERROR row instead of failing the whole read."""
-    import ray
+# -- reading the catalogue (this process, in chunks) ------------------------------------------------
+# Why not ray.data.read_*: Ray Data keeps state for every block of a dataset until the dataset is
+# done (its metadata, stats, queued references), and a catalogue read as one dataset of blocks of
+# batch_size products made the driver grow all job long (~8 MiB/min, docs/benchmarks.md). The
+# catalogue's rows are small; read here, batch.chunk_products at a time, each chunk is one Ray Data
+# job of a bounded number of blocks, freed when it is done.
+CATALOGUE_SUFFIXES = (".jsonl", ".json", ".ndjson", ".csv", ".parquet")
 
-    name = path.lower()
-    if name.endswith((".jsonl", ".json", ".ndjson")):
-        return ray.data.read_text(path, num_cpus=read_cpus, override_num_blocks=blocks)
-    if name.endswith(".csv"):
-        return ray.data.read_csv(path, num_cpus=read_cpus, override_num_blocks=blocks)
-    if name.endswith(".parquet") or Path(path).is_dir():
-        return ray.data.read_parquet(path, num_cpus=read_cpus, override_num_blocks=blocks)
-    raise ValueError(f"{path}: INPUT must be .jsonl, .csv or .parquet (or a directory of Parquet files)")
+
+def catalogue_files(path: str) -> list[tuple[Any, str]]:
+    """INPUT -> [(fsspec filesystem, file path)]: the file, or a directory's catalogue files in
+    name order. Plain paths and any fsspec URL (s3://, gs://, ...) whose package is installed."""
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(path)
+    if fs.isdir(root):
+        files = sorted(f for f in fs.find(root) if f.lower().endswith(CATALOGUE_SUFFIXES))
+        if not files:
+            raise ValueError(f"{path}: a directory without .jsonl, .csv or .parquet files")
+        return [(fs, f) for f in files]
+    if not root.lower().endswith(CATALOGUE_SUFFIXES):
+        raise ValueError(f"{path}: INPUT must be .jsonl, .csv or .parquet (or a directory of them)")
+    if not fs.exists(root):
+        raise FileNotFoundError(f"{path}: no such catalogue")
+    return [(fs, root)]
+
+
+def _file_rows(fs, name: str, chunk: int) -> Iterable[pa.Table]:
+    """One file's raw rows in tables of at most `chunk` rows: a JSONL line as {"text": line} (parsed
+    in the read tasks, so that a malformed line is one ERROR row), a CSV row as strings, a Parquet
+    row as it is."""
+    lower = name.lower()
+    with fs.open(name, "rb") as f:
+        if lower.endswith(".parquet"):
+            for batch in pq.ParquetFile(f).iter_batches(batch_size=chunk):
+                yield pa.Table.from_batches([batch])
+            return
+        if lower.endswith(".csv"):
+            import csv
+            import io
+
+            rows = csv.DictReader(io.TextIOWrapper(f, encoding="utf-8", errors="replace", newline=""))
+        else:
+            rows = ({"text": line.decode("utf-8", errors="replace").strip()} for line in f if line.strip())
+        part = []
+        for row in rows:
+            part.append(row)
+            if len(part) == chunk:
+                yield pa.Table.from_pylist(part)
+                part = []
+        if part:
+            yield pa.Table.from_pylist(part)
+
+
+def catalogue_chunks(path: str, chunk: int) -> Iterable[pa.Table]:
+    """INPUT's raw rows in order, in tables of at most `chunk` rows (a file's last may be smaller)."""
+    for fs, name in catalogue_files(path):
+        yield from _file_rows(fs, name, chunk)
+
+
+def count_rows(path: str) -> int:
+    """Products in INPUT, for the progress bar's ETA: Parquet from its footers, else one pass."""
+    total = 0
+    for fs, name in catalogue_files(path):
+        if name.lower().endswith(".parquet"):
+            with fs.open(name, "rb") as f:
+                total += pq.ParquetFile(f).metadata.num_rows
+        else:
+            total += sum(t.num_rows for t in _file_rows(fs, name, 10_000))
+    return total
 
 
 def _stable_id(raw: Any) -> str:
@@ -165,8 +221,16 @@ def fetch_image(cid: str, source: str, base: Path | None, cfg) -> tuple[bytes, s
     return data, uri
 
 
-def read_images(batch: pa.Table, done: frozenset, base: str | None, cfg: Config) -> pa.Table:
-    """Ray Data task: raw rows -> products with their images' bytes; products already written skipped."""
+def row_id(raw: dict[str, Any]) -> str:
+    """The product id a raw row will be written under (a bad row's made-up one included)."""
+    try:
+        return parse_row(raw)[0]
+    except BadRow as e:
+        return e.product_id
+
+
+def read_images(batch: pa.Table, base: str | None, cfg: Config) -> pa.Table:
+    """Ray Data task: raw rows -> products with their images' bytes."""
     rows = []
     for raw in batch.to_pylist():
         t0 = time.perf_counter()
@@ -175,8 +239,6 @@ def read_images(batch: pa.Table, done: frozenset, base: str | None, cfg: Config)
         try:
             pid, title, category, sources = parse_row(raw)
             row.update(product_id=pid, title=title, category=category)
-            if pid in done:
-                continue
             for source in sources:
                 cid = candidate_id(source)
                 data, uri = fetch_image(cid, source, Path(base) if base else None, cfg.images)
@@ -184,8 +246,6 @@ def read_images(batch: pa.Table, done: frozenset, base: str | None, cfg: Config)
                 row["image_uris"].append(uri)
                 row["image_data"].append(data)
         except BadRow as e:
-            if e.product_id in done:
-                continue
             row.update(product_id=e.product_id, error=f"BadRow: {e}")
         except images.ImageError as e:
             row.update(image_ids=[], image_uris=[], image_data=[], error=f"{type(e).__name__}: {e}")
@@ -405,16 +465,6 @@ def _init_ray(address: str, object_store_mb: int = 0) -> bool:
     return True
 
 
-def count_rows(input_path: str, raw) -> int:
-    """Products in INPUT, for the progress bar's ETA: lines of a local JSONL file (no Ray job for that),
-    else Ray Data's count (Parquet: from the footers)."""
-    path = Path(input_path)
-    if path.suffix.lower() in (".jsonl", ".json", ".ndjson") and path.is_file():
-        with open(path, "rb") as f:
-            return sum(1 for line in f if line.strip())
-    return raw.count()
-
-
 def run_batch(cfg: Config, input_path: str, out: str | Path, address: str = "", review: bool = True,
               progress: bool = True) -> BatchResult:
     import ray
@@ -424,7 +474,8 @@ def run_batch(cfg: Config, input_path: str, out: str | Path, address: str = "", 
     out.mkdir(parents=True, exist_ok=True)
     done = written_ids(out)
     result = BatchResult(out, skipped=len(done))
-    seen = set(done)
+    seen = set(done)  # written: a block redone by a restarted actor is not written twice
+    taken: set[str] = set()  # sent to the pipeline in this run
     local = "://" not in input_path or input_path.startswith("file://")
     base = str(Path(urllib.parse.urlsplit(input_path).path).resolve().parent) if local else None
     started = _init_ray(address or cfg.batch.address or os.environ.get("RAY_ADDRESS", ""), cfg.batch.object_store_mb)
@@ -432,46 +483,57 @@ def run_batch(cfg: Config, input_path: str, out: str | Path, address: str = "", 
     t0 = time.perf_counter()
     try:
         # Ray Data's own bars count blocks per operator; ours below counts products (products/s, ETA).
-        ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = False
-        # Ray 2.60's new file reads list files in a task of 1 whole CPU, whatever num_cpus says: beside
-        # actors of fractional CPUs it never fits (a node of 1 CPU, or 2 cores with 2 actors of 0.8)
-        # and the job stalls. The classic reads honour read_cpus.
-        ctx.use_datasource_v2 = False
-        raw = read_catalogue(input_path, cfg.batch.read_cpus)
-        total = count_rows(input_path, raw)
-        # Blocks of batch_size products (a file is otherwise read as a few large blocks): the image
-        # reads run as many tasks and every actor gets work as soon as it is free. Not repartition():
-        # its tasks take a whole CPU and stall beside the actors, as the listing above does.
-        raw = read_catalogue(input_path, cfg.batch.read_cpus, blocks=max(1, -(-total // cfg.batch.batch_size)))
-        ds = raw.map_batches(read_images, fn_kwargs={"done": frozenset(done), "base": base, "cfg": cfg},
-                             batch_size=cfg.batch.batch_size, batch_format="pyarrow", num_cpus=cfg.batch.read_cpus)
-        ds = ds.map_batches(Decide, fn_constructor_args=(cfg,), batch_size=cfg.batch.batch_size,
-                            batch_format="pyarrow", num_cpus=cfg.batch.actor_cpus,
-                            compute=ray.data.ActorPoolStrategy(size=cfg.batch.actors))
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        total = count_rows(input_path)
         if review:
             from agpis.review import ReviewSender
 
             sender = ReviewSender(cfg.queue).start()
         writer = Writer(out, cfg.batch.rows_per_file, cfg.batch.flush_s)
+        bs = cfg.batch.batch_size
         with tqdm(total=total, initial=min(len(done), total), unit="product", desc="agpis batch",
                   disable=not progress, file=sys.stderr, smoothing=0.1) as bar:
-            for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-                for row in batch.to_pylist():
-                    bar.update(1)
-                    if row["product_id"] in seen:
-                        result.repeated += 1
+            for chunk in catalogue_chunks(input_path, cfg.batch.chunk_products):
+                # Products already written (a resumed job) or already taken in this run (a repeat in
+                # INPUT) are left out here, so that a chunk of them starts no Ray Data job at all.
+                todo = []
+                for i, raw in enumerate(chunk.to_pylist()):
+                    pid = row_id(raw)
+                    if pid in done:
                         continue
-                    seen.add(row["product_id"])
-                    entry = row.pop("review_entry")
-                    if entry and sender is not None:
-                        # Queued before written: a written product is always in the queue.
-                        info = sender.send_entry(json.loads(entry))
-                        row["review_state"], row["review_entry_id"] = info.state, info.entry_id
-                    writer.add(row)
-                    result.new += 1
-                    result.last_s = time.perf_counter() - t0
-                    result.first_s = result.first_s or result.last_s
+                    if pid in taken:
+                        result.repeated += 1
+                        bar.update(1)
+                        continue
+                    taken.add(pid)
+                    todo.append(i)
+                if not todo:
+                    continue
+                chunk = chunk.take(todo)
+                # Blocks of batch_size products: the image reads run as many tasks, and every actor
+                # gets work as soon as it is free.
+                ds = ray.data.from_arrow([chunk.slice(i, bs) for i in range(0, chunk.num_rows, bs)])
+                ds = ds.map_batches(read_images, fn_kwargs={"base": base, "cfg": cfg},
+                                    batch_size=bs, batch_format="pyarrow", num_cpus=cfg.batch.read_cpus)
+                ds = ds.map_batches(Decide, fn_constructor_args=(cfg,), batch_size=bs, batch_format="pyarrow",
+                                    num_cpus=cfg.batch.actor_cpus,
+                                    compute=ray.data.ActorPoolStrategy(size=cfg.batch.actors))
+                for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+                    for row in batch.to_pylist():
+                        bar.update(1)
+                        if row["product_id"] in seen:
+                            result.repeated += 1
+                            continue
+                        seen.add(row["product_id"])
+                        entry = row.pop("review_entry")
+                        if entry and sender is not None:
+                            # Queued before written: a written product is always in the queue.
+                            info = sender.send_entry(json.loads(entry))
+                            row["review_state"], row["review_entry_id"] = info.state, info.entry_id
+                        writer.add(row)
+                        result.new += 1
+                        result.last_s = time.perf_counter() - t0
+                        result.first_s = result.first_s or result.last_s
             writer.flush()
     finally:
         if sender is not None:

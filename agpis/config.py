@@ -124,6 +124,11 @@ class BatchConfig:
     actor_cpus: float = 0.8
     read_cpus: float = 0.2  # CPUs Ray reserves per task that reads the catalogue or fetches images
     batch_size: int = 8  # products per block: one image-reading task, one actor call
+    # Products per Ray Data job: the driver reads INPUT this many rows at a time and runs each chunk
+    # as its own dataset, since Ray Data keeps per-block state in the driver for a dataset's whole
+    # life (one dataset of 12,500 blocks grew it ~8 MiB/min; chunks of 2,000 levelled off,
+    # docs/benchmarks.md). Each chunk starts its actors again: a few seconds, against ~8 min of work.
+    chunk_products: int = 2000
     # One backbone forward for all the images of a block's products (the same maps, the same
     # decisions); false: one forward per product, as the service does (to compare the two).
     backbone_across_products: bool = True

@@ -84,7 +84,8 @@ def test_local_run_decides_every_product_once_with_errors_as_rows_and_queues_eac
         tmp_path, products, queue_cfg, rclient, local_ray):
     path, bad = _catalogue(tmp_path / "cat", products)
     out = tmp_path / "out"
-    cfg = _cfg(queue_cfg, rows_per_file=7, flush_s=3600)
+    # chunks of 8 rows: four Ray Data jobs, and the repeated p-000003 comes in a later one
+    cfg = _cfg(queue_cfg, rows_per_file=7, flush_s=3600, chunk_products=8)
     result = batch.run_batch(cfg, str(path), out, progress=False)
 
     rows = _rows(out)
@@ -256,7 +257,7 @@ def test_the_actor_runs_one_backbone_forward_for_a_block_and_decides_as_product_
     lines = path.read_text().splitlines()
     raw = pa.Table.from_pylist([{"text": line} for line in lines[:5] + [lines[7]]])  # 7: not-an-image
     cfg = _cfg(None)  # no review queue: the actor only decides; the driver queues
-    block = batch.read_images(raw, frozenset(), str(path.parent), cfg)
+    block = batch.read_images(raw, str(path.parent), cfg)
     actor = batch.Decide(cfg)
 
     shared = actor(block).to_pylist()
@@ -290,6 +291,34 @@ def test_rows_are_parsed_from_jsonl_csv_and_parquet_forms():
     with pytest.raises(batch.BadRow) as e:  # no product id: a made-up one, the same in every run
         batch.parse_row({"text": "[1, 2]"})
     assert e.value.product_id == batch._stable_id([1, 2]) != batch._stable_id([1, 3])
+
+
+def test_the_catalogue_is_read_in_chunks_from_jsonl_csv_parquet_and_a_directory(tmp_path):
+    import pyarrow.parquet as pq
+
+    items = [{"product_id": f"p{i}", "title": f"Mug {i}", "images": [f"{i}a.jpg", f"{i}b.jpg"]} for i in range(7)]
+    (tmp_path / "a.jsonl").write_text("\n".join(json.dumps(x) for x in items[:5]) + "\n\n" + "{broken\n")
+    with open(tmp_path / "b.csv", "w") as f:
+        f.write("product_id,title,images\n" + "".join(f'{x["product_id"]},"{x["title"]}",{"|".join(x["images"])}\n'
+                                                       for x in items[5:]))
+    pq.write_table(pa.Table.from_pylist(items[:3]), tmp_path / "c.parquet")
+
+    jsonl = list(batch.catalogue_chunks(str(tmp_path / "a.jsonl"), 2))
+    assert [t.num_rows for t in jsonl] == [2, 2, 2]  # the blank line skipped, the broken one kept
+    assert [batch.row_id(r) for t in jsonl for r in t.to_pylist()][:5] == [f"p{i}" for i in range(5)]
+    assert batch.row_id(jsonl[-1].to_pylist()[-1]).startswith("row-")  # written as an ERROR row
+    csv_rows = [r for t in batch.catalogue_chunks(str(tmp_path / "b.csv"), 10) for r in t.to_pylist()]
+    assert [batch.parse_row(r) for r in csv_rows] == [(x["product_id"], x["title"], "", x["images"]) for x in items[5:]]
+    parquet = [r for t in batch.catalogue_chunks(str(tmp_path / "c.parquet"), 2) for r in t.to_pylist()]
+    assert [batch.parse_row(r)[0] for r in parquet] == ["p0", "p1", "p2"]
+    # a directory: its catalogue files in name order, the rows counted as they will be read
+    assert [batch.row_id(r) for t in batch.catalogue_chunks(str(tmp_path), 4) for r in t.to_pylist()][-5:] \
+        == ["p5", "p6", "p0", "p1", "p2"]
+    assert batch.count_rows(str(tmp_path)) == 6 + 2 + 3
+    with pytest.raises(ValueError, match="must be .jsonl"):
+        batch.catalogue_files(str(tmp_path / "x.txt"))
+    with pytest.raises(FileNotFoundError):
+        batch.catalogue_files(str(tmp_path / "missing.jsonl"))
 
 
 def test_fetch_refuses_hosts_not_allowed_and_reports_missing_filesystems(tmp_path):
