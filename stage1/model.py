@@ -129,8 +129,9 @@ class LearnedStage1:
         _validate(images, k)
         clock = _Clock(timings)
 
+        size = self.backbone.preprocessing.size
         small = features["small"] if features is not None else \
-            clock("resize", lambda: resize_224([im.pixels for im in images], self.backbone.preprocessing.size))
+            clock("resize", lambda: _Shared(self._pool, list(images), lambda im: resize_224([im.pixels], size)[0]).map())
 
         # EdgeBoxes, the checks and the colours, one task per image, taken by a second thread while the
         # backbone runs and by this thread too once it is done (OpenCV releases the GIL): with the
@@ -142,31 +143,24 @@ class LearnedStage1:
         shares: list = [None] * len(images)
         spent = {"proposals": 0.0, "checks": 0.0, "colour": 0.0}
         lock = threading.Lock()
-        tasks = iter([(kind, i) for kind in ("proposals", "checks", "colour") for i in range(len(images))])
 
-        def work() -> None:
-            while True:
-                with lock:
-                    task = next(tasks, None)
-                if task is None:
-                    return
-                kind, i = task
-                t0 = time.perf_counter()
-                if kind == "proposals":
-                    props[i] = propose(images[i].pixels, self.prop_cfg, square=small[i])[0]
-                elif kind == "checks":
-                    checks[i] = run_checks(small[i], images[i].orig_size, self.check_cfg)
-                else:
-                    shares[i] = colour.colour_shares(small[i])
-                with lock:
-                    spent[kind] += (time.perf_counter() - t0) * 1000
+        def side_task(task: tuple[str, int]) -> None:
+            kind, i = task
+            t0 = time.perf_counter()
+            if kind == "proposals":
+                props[i] = propose(images[i].pixels, self.prop_cfg, square=small[i])[0]
+            elif kind == "checks":
+                checks[i] = run_checks(small[i], images[i].orig_size, self.check_cfg)
+            else:
+                shares[i] = colour.colour_shares(small[i])
+            with lock:
+                spent[kind] += (time.perf_counter() - t0) * 1000
 
-        side = self._pool.submit(work)
+        side = _Shared(self._pool, [(kind, i) for kind in ("proposals", "checks", "colour") for i in range(len(images))],
+                       side_task)
         feats = features if features is not None else clock("backbone", lambda: self.backbone.features(small))
-        clock("help_side_thread", work)
-        t0 = time.perf_counter()
-        side.result()
-        timings["wait_side_thread"] = (time.perf_counter() - t0) * 1000
+        clock("help_side_thread", side.help)
+        timings["wait_side_thread"] = side.wait()
         timings["proposals"], timings["checks"], timings["colour"] = spent["proposals"], spent["checks"], spent["colour"]
         check()
 
@@ -208,11 +202,13 @@ class LearnedStage1:
             # for a single-image rule removes nothing more, but it is reported, so that a listing's
             # near-identical views are named even when one of them also breaks another rule.
             t0 = time.perf_counter()
-            patches = [image_patches(feats["patch"][i], feats["final"][i], props[i],
-                                     (im.pixels.shape[1], im.pixels.shape[0]),
-                                     ignore=np.asarray(mark_regions.get(i, []), np.float32).reshape(-1, 4))
-                       for i, im in enumerate(images)]
-            found = find_duplicates(patches, self.dup_cfg)
+            def both_threads(fn: Callable, items: list) -> list:
+                return _Shared(self._pool, items, fn).map()
+
+            patches = both_threads(lambda i: image_patches(
+                feats["patch"][i], feats["final"][i], props[i], (images[i].pixels.shape[1], images[i].pixels.shape[0]),
+                ignore=np.asarray(mark_regions.get(i, []), np.float32).reshape(-1, 4)), list(range(len(images))))
+            found = find_duplicates(patches, self.dup_cfg, run=both_threads)
             already = {r.id for r in removed}  # so far, only single-image removals
             duplicates, dup_removed = self._resolve_duplicates(found, images, patches, primary, reports, already)
             removed += dup_removed
@@ -397,6 +393,42 @@ class LearnedStage1:
             sentence = rules.feedback("duplicated_view", images=[order.index(keeper.id), order.index(loser.id)])
             removed.append(Removal(loser.id, "duplicated_view", f"{sentence} (patch match {f.score:.2f}); kept {keeper.id}"))
         return pairs, removed
+
+
+class _Shared:
+    """fn over tasks, each task taken by whichever is free of a pool thread (started here) and the
+    thread that calls help() or map(): OpenCV, ONNX Runtime and numpy's larger steps release the
+    GIL, so both cores work. Results are kept in the tasks' order."""
+
+    def __init__(self, pool: ThreadPoolExecutor, tasks: list, fn: Callable):
+        self.results: list = [None] * len(tasks)
+        self._next = iter(enumerate(tasks))
+        self._lock = threading.Lock()
+        self._fn = fn
+        self._side = pool.submit(self.help)
+
+    def help(self) -> None:
+        while True:
+            with self._lock:
+                item = next(self._next, None)
+            if item is None:
+                return
+            self.results[item[0]] = self._fn(item[1])
+
+    def wait(self) -> float:
+        """Ms this thread waited for the pool thread's last task (its error raised here). Called
+        once this thread found no task left: a pool thread not yet started (busy with another
+        request's work) is cancelled, not waited for."""
+        if self._side.cancel():
+            return 0.0
+        t0 = time.perf_counter()
+        self._side.result()
+        return (time.perf_counter() - t0) * 1000
+
+    def map(self) -> list:
+        self.help()
+        self.wait()
+        return self.results
 
 
 class _Clock:
