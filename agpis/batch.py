@@ -120,7 +120,9 @@ def _file_rows(fs, name: str, chunk: int) -> Iterable[pa.Table]:
 
             rows = csv.DictReader(io.TextIOWrapper(f, encoding="utf-8", errors="replace", newline=""))
         else:
-            rows = ({"text": line.decode("utf-8", errors="replace").strip()} for line in f if line.strip())
+            # blank lines skipped and line ends dropped, as ray.data.read_text did (a malformed
+            # line's made-up id is a hash of its text: the same in a job resumed across versions)
+            rows = ({"text": line.decode("utf-8", errors="replace").rstrip("\r\n")} for line in f if line.strip())
         part = []
         for row in rows:
             part.append(row)

@@ -131,7 +131,7 @@ class LearnedStage1:
 
         size = self.backbone.preprocessing.size
         small = features["small"] if features is not None else \
-            clock("resize", lambda: _Shared(self._pool, list(images), lambda im: resize_224([im.pixels], size)[0]).map())
+            clock("resize", lambda: self._both_threads(lambda im: resize_224([im.pixels], size)[0], list(images)))
 
         # EdgeBoxes, the checks and the colours, one task per image, taken by a second thread while the
         # backbone runs and by this thread too once it is done (OpenCV releases the GIL): with the
@@ -202,13 +202,10 @@ class LearnedStage1:
             # for a single-image rule removes nothing more, but it is reported, so that a listing's
             # near-identical views are named even when one of them also breaks another rule.
             t0 = time.perf_counter()
-            def both_threads(fn: Callable, items: list) -> list:
-                return _Shared(self._pool, items, fn).map()
-
-            patches = both_threads(lambda i: image_patches(
+            patches = self._both_threads(lambda i: image_patches(
                 feats["patch"][i], feats["final"][i], props[i], (images[i].pixels.shape[1], images[i].pixels.shape[0]),
                 ignore=np.asarray(mark_regions.get(i, []), np.float32).reshape(-1, 4)), list(range(len(images))))
-            found = find_duplicates(patches, self.dup_cfg, run=both_threads)
+            found = find_duplicates(patches, self.dup_cfg, run=self._both_threads)
             already = {r.id for r in removed}  # so far, only single-image removals
             duplicates, dup_removed = self._resolve_duplicates(found, images, patches, primary, reports, already)
             removed += dup_removed
@@ -243,6 +240,10 @@ class LearnedStage1:
 
         result.sequences = clock("sequences", propose_all)
         return result
+
+    def _both_threads(self, fn: Callable, items: list) -> list:
+        """[fn(item) ...] in order, the items shared by this thread and a pool thread (_Shared)."""
+        return _Shared(self._pool, items, fn).map()
 
     # -------------------------------------------------------------------------------------
     def _text_regions(self, images, probs, checks) -> tuple[dict[int, list], dict[int, list], dict[int, list]]:
