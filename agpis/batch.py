@@ -104,27 +104,29 @@ def catalogue_files(path: str) -> list[tuple[Any, str]]:
     return [(fs, root)]
 
 
+def _text_rows(f, name: str) -> Iterable[dict[str, Any]]:
+    """A JSONL or CSV file's raw rows: a JSONL line as {"text": line} (parsed in the read tasks, so
+    that a malformed line is one ERROR row), a CSV row as strings."""
+    if name.lower().endswith(".csv"):
+        import csv
+        import io
+
+        yield from csv.DictReader(io.TextIOWrapper(f, encoding="utf-8", errors="replace", newline=""))
+        return
+    # blank lines skipped and line ends dropped, as ray.data.read_text did (a malformed line's
+    # made-up id is a hash of its text: the same in a job resumed across versions)
+    yield from ({"text": line.decode("utf-8", errors="replace").rstrip("\r\n")} for line in f if line.strip())
+
+
 def _file_rows(fs, name: str, chunk: int) -> Iterable[pa.Table]:
-    """One file's raw rows in tables of at most `chunk` rows: a JSONL line as {"text": line} (parsed
-    in the read tasks, so that a malformed line is one ERROR row), a CSV row as strings, a Parquet
-    row as it is."""
-    lower = name.lower()
+    """One file's raw rows (_text_rows; a Parquet row as it is) in tables of at most `chunk` rows."""
     with fs.open(name, "rb") as f:
-        if lower.endswith(".parquet"):
+        if name.lower().endswith(".parquet"):
             for batch in pq.ParquetFile(f).iter_batches(batch_size=chunk):
                 yield pa.Table.from_batches([batch])
             return
-        if lower.endswith(".csv"):
-            import csv
-            import io
-
-            rows = csv.DictReader(io.TextIOWrapper(f, encoding="utf-8", errors="replace", newline=""))
-        else:
-            # blank lines skipped and line ends dropped, as ray.data.read_text did (a malformed
-            # line's made-up id is a hash of its text: the same in a job resumed across versions)
-            rows = ({"text": line.decode("utf-8", errors="replace").rstrip("\r\n")} for line in f if line.strip())
         part = []
-        for row in rows:
+        for row in _text_rows(f, name):
             part.append(row)
             if len(part) == chunk:
                 yield pa.Table.from_pylist(part)
@@ -143,11 +145,9 @@ def count_rows(path: str) -> int:
     """Products in INPUT, for the progress bar's ETA: Parquet from its footers, else one pass."""
     total = 0
     for fs, name in catalogue_files(path):
-        if name.lower().endswith(".parquet"):
-            with fs.open(name, "rb") as f:
-                total += pq.ParquetFile(f).metadata.num_rows
-        else:
-            total += sum(t.num_rows for t in _file_rows(fs, name, 10_000))
+        with fs.open(name, "rb") as f:
+            total += pq.ParquetFile(f).metadata.num_rows if name.lower().endswith(".parquet") \
+                else sum(1 for _ in _text_rows(f, name))
     return total
 
 
