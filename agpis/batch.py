@@ -462,8 +462,8 @@ def _init_ray(address: str, object_store_mb: int = 0) -> bool:
         # holding most of them, the read tasks' workers were killed after every block (1 s idle)
         # and started again (imports: ~2 s of a core each). Keeping a few idle workers stops that.
         system = {"num_workers_soft_limit": max(4, 2 * (os.cpu_count() or 1)),
-                  # No task events: the GCS keeps ~10 KB for each task's (up to 100,000 tasks), ~0.9 MiB
-                  # a minute here, ~400 MiB over 100,000 products, and with no dashboard in this Ray
+                  # No task events: the GCS keeps ~10 KB of them per task (up to 100,000 tasks), ~0.7 MiB
+                  # a minute here, ~350 MiB over 100,000 products, and with no dashboard in this Ray
                   # nothing reads them (docs/benchmarks.md, the job's memory by process).
                   "task_events_report_interval_ms": 0}
         # "local": a new Ray for this job even when `ray start` left one running on this machine

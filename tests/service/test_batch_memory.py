@@ -21,7 +21,7 @@ def test_local_ray_gets_the_capped_object_store_and_the_sampler_counts_its_pages
     try:
         assert not batch._init_ray("", object_store_mb=100)  # already up: left as it is
         assert ray.cluster_resources()["object_store_memory"] == 100 * 2**20
-        # no task events kept by the GCS (they grew it ~0.9 MiB a minute on a long catalogue)
+        # no task events kept by the GCS (they grew it ~0.7 MiB a minute on a long catalogue)
         assert ray._private.worker._global_node._ray_params._system_config["task_events_report_interval_ms"] == 0
         ref = ray.put(np.ones(20 * 2**20 // 8))  # 20 MiB in the store, touched once
         deadline = time.monotonic() + 30
