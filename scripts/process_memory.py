@@ -38,38 +38,16 @@ def kind(pid: int) -> str:
     return _KINDS.get(name, name)
 
 
-def pss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        if line.startswith("Pss:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def tree(pid: int) -> list[int]:
-    """pid and its descendants (one pass over /proc's parent links)."""
-    parent = {}
-    for p in os.listdir("/proc"):
-        if p.isdigit():
-            try:
-                parent[int(p)] = int(Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                pass  # gone meanwhile
-    out = []
-    for p in parent:
-        q = p
-        while q > 1 and q != pid:
-            q = parent.get(q, 0)
-        if q == pid:
-            out.append(p)
-    return out
-
-
 def sample(pid: int, log: Path, every: float) -> None:
+    from agpis.batchbench import descendants, smaps_rollup  # the bench's own /proc readers
+
     while True:
         procs = []
-        for p in tree(pid):
+        for p in descendants(pid):
             try:
-                procs.append([p, kind(p), round(pss_mib(p), 1)])
+                mem = smaps_rollup(p)
+                if mem:  # {} once gone
+                    procs.append([p, kind(p), round(mem.get("Pss", 0) / 1024, 1)])
             except OSError:
                 pass
         if not procs:
@@ -106,12 +84,10 @@ def summary(log: Path) -> str:
 
 def _slope(pts: list[tuple[float, float]]) -> str:
     """Least squares, MiB/min; a kind seen in fewer than 3 samples of the half (a short-lived worker): –."""
-    if len(pts) < 3:
-        return "–"
-    mt = sum(t for t, _ in pts) / len(pts)
-    mv = sum(v for _, v in pts) / len(pts)
-    var = sum((t - mt) ** 2 for t, _ in pts)
-    return f"{sum((t - mt) * (v - mv) for t, v in pts) / var:+.1f}" if var else "–"
+    from agpis.batchbench import slope
+
+    v = slope([{"t": t * 60, "mib": m} for t, m in pts], "mib") if len(pts) >= 3 else float("nan")
+    return "–" if v != v else f"{v:+.1f}"
 
 
 def main() -> None:
