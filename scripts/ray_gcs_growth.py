@@ -14,12 +14,11 @@ import time
 import pyarrow as pa
 import ray
 
+from agpis.batchbench import smaps_rollup  # the bench's own /proc reader
+
 
 def pss_mib(pid: int) -> float:
-    for line in open(f"/proc/{pid}/smaps_rollup"):
-        if line.startswith("Pss:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return 0.0
+    return round(smaps_rollup(pid).get("Pss", 0) / 1024, 1)
 
 
 def read(batch):
