@@ -37,13 +37,17 @@ def connect(address: str) -> grpc.Channel:
 
 
 class SlowStage1:
-    """The real stage 1, after `delay` seconds during which the deadline is checked."""
+    """The real stage 1, after `delay` seconds during which the deadline is checked.
+    `on_enter` is called as a call enters it: a test can wait for calls to be in flight
+    instead of guessing with a sleep."""
 
-    def __init__(self, inner, delay: float):
-        self.inner, self.delay = inner, delay
+    def __init__(self, inner, delay: float, on_enter=None):
+        self.inner, self.delay, self.on_enter = inner, delay, on_enter
         self.version = inner.version + f" (+{delay}s test delay)"
 
     def run(self, images, k, check_deadline=None, title=""):
+        if self.on_enter:
+            self.on_enter()
         end = time.monotonic() + self.delay
         while time.monotonic() < end:
             time.sleep(0.02)
@@ -52,9 +56,9 @@ class SlowStage1:
         return self.inner.run(images, k, check_deadline, title=title)
 
 
-def slow_pipeline(config: Config, delay: float, model: str = "default") -> Pipeline:
+def slow_pipeline(config: Config, delay: float, model: str = "default", on_enter=None) -> Pipeline:
     p = Pipeline.load(model, config)
-    p.stage1 = SlowStage1(p.stage1, delay)
+    p.stage1 = SlowStage1(p.stage1, delay, on_enter)
     return p
 
 

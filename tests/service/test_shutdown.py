@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -13,6 +15,27 @@ from agpis.client import open_channel
 from agpis.v1 import agpis_pb2_grpc as pb_grpc
 from tests.conftest import ROOT
 from tests.service.helpers import request
+
+
+def wait_for_lines(stream, text: str, count: int, timeout: float) -> None:
+    """Read `count` lines equal to `text` from the server's stdout, failing after `timeout` s.
+    A thread reads, since select() cannot see lines already in the text stream's buffer."""
+    lines: queue.Queue = queue.Queue()
+
+    def read():
+        for _ in range(count):
+            lines.put(stream.readline())
+
+    threading.Thread(target=read, daemon=True).start()
+    end, seen = time.monotonic() + timeout, 0
+    while seen < count:
+        try:
+            line = lines.get(timeout=max(0.0, end - time.monotonic()))
+        except queue.Empty:
+            raise AssertionError(f"only {seen} of {count} calls reached the server in {timeout} s") from None
+        assert line, "the server exited"
+        assert line.strip() == text, f"unexpected output from the server: {line!r}"
+        seen += 1
 
 
 def test_sigterm_drains_in_flight_calls_and_sighup_reloads_tokens(queue_cfg, small_product, tmp_path):
@@ -38,7 +61,9 @@ def test_sigterm_drains_in_flight_calls_and_sighup_reloads_tokens(queue_cfg, sma
 
             with ThreadPoolExecutor(3) as pool:
                 futures = [pool.submit(call, i) for i in range(3)]
-                time.sleep(0.6)  # all three are inside the 1.5 s stage 1 now
+                # all three inside the 1.5 s stage 1: on a slow machine a fixed sleep was not
+                # enough, and a SIGTERM before a call connects is (rightly) refused
+                wait_for_lines(proc.stdout, "entered", 3, timeout=20)
                 t_signal = time.monotonic()
                 proc.send_signal(signal.SIGTERM)
                 results = [f.result() for f in futures]
