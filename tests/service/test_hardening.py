@@ -230,13 +230,16 @@ def test_9_refusals_are_counted_and_time_is_measured_from_arrival(valkey, tmp_pa
 
     cfg = hardening_config(valkey, tmp_path)
     cfg.server.max_concurrent_rpcs = 1
-    srv = AgpisServer(cfg, pipeline=slow_pipeline(cfg, delay=1.0)).start().wait_ready(timeout=300)
+    pipeline = slow_pipeline(cfg, delay=1.0)
+    srv = AgpisServer(cfg, pipeline=pipeline).start().wait_ready(timeout=300)
+    entered = threading.Event()
+    pipeline.stage1.on_enter = entered.set  # after warm-up: set when "first" is in stage 1
     before = count("RESOURCE_EXHAUSTED")
     try:
         with connect(srv.address) as ch:
             stub = pb_grpc.SequenceServiceStub(ch)
             first = stub.GenerateSequence.future(request(small_product, pid="first", skip_review=True), timeout=30)
-            time.sleep(0.3)
+            assert entered.wait(20), "the first call never reached stage 1"
             with pytest.raises(grpc.RpcError) as e:
                 stub.GenerateSequence(request(small_product, pid="second", skip_review=True), timeout=30)
             assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
