@@ -1,6 +1,7 @@
 """`python -m tests.service.slow_server SECTION.FIELD=VALUE...`: the real server and signal
 handling, with a stage 1 slowed down so that a test can have calls in flight at SIGTERM.
-It prints its port, then "entered" each time a call enters stage 1."""
+It prints its port, "reloaded" after each SIGHUP's token reload, and "entered" each time a call
+enters stage 1: a test waits for these instead of guessing with sleeps."""
 import os
 import sys
 
@@ -15,4 +16,11 @@ if __name__ == "__main__":
     print(server.port, flush=True)
     # after warm-up's own calls; one os.write per line, since print() from three threads interleaves
     pipeline.stage1.on_enter = lambda: os.write(sys.stdout.fileno(), b"entered\n")
+    reload = server.reload_tokens
+
+    def reload_and_say():
+        reload()
+        os.write(sys.stdout.fileno(), b"reloaded\n")
+
+    server.reload_tokens = reload_and_say  # serve_forever's SIGHUP handler looks it up when signalled
     server.serve_forever()

@@ -32,7 +32,7 @@ def wait_for_lines(stream, text: str, count: int, timeout: float) -> None:
         try:
             line = lines.get(timeout=max(0.0, end - time.monotonic()))
         except queue.Empty:
-            raise AssertionError(f"only {seen} of {count} calls reached the server in {timeout} s") from None
+            raise AssertionError(f"the server said {text!r} {seen} of {count} times in {timeout} s") from None
         assert line, "the server exited"
         assert line.strip() == text, f"unexpected output from the server: {line!r}"
         seen += 1
@@ -51,7 +51,7 @@ def test_sigterm_drains_in_flight_calls_and_sighup_reloads_tokens(queue_cfg, sma
         port = int(proc.stdout.readline())
         tokens.write_text("second-token\n")  # rotated: SIGHUP makes the server read it again
         proc.send_signal(signal.SIGHUP)
-        time.sleep(0.5)
+        wait_for_lines(proc.stdout, "reloaded", 1, timeout=20)
         with open_channel(f"127.0.0.1:{port}", token="second-token") as ch:
             stub = pb_grpc.SequenceServiceStub(ch)
 
