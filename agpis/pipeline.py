@@ -25,6 +25,7 @@ from typing import Any, Callable, Sequence
 from agpis import images as images_mod
 from agpis import rules
 from agpis.config import Config
+from agpis.version import code_version
 from stage1.types import MIN_SIDE, CandidateImage, CandidateReport, DuplicatePair, Removal, Stage1, Stage1Result
 from stage2.types import SequenceScore, Stage2
 
@@ -107,7 +108,8 @@ class Pipeline:
 
     @property
     def model_versions(self) -> dict[str, str]:
-        return {"model": self.version, "stage1": self.stage1.version, "stage2": self.stage2.version}
+        return {"model": self.version, "stage1": self.stage1.version, "stage2": self.stage2.version,
+                "code": code_version()}
 
     @classmethod
     def load(cls, name: str | os.PathLike | None = None, config: Config | None = None) -> "Pipeline":

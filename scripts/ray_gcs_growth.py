@@ -1,6 +1,6 @@
 """Ray's GCS memory against Ray Data jobs shaped like `agpis batch`'s chunks: ROWS rows in blocks
-of 8, a read map (tasks) and 2 trivial actors, CHUNKS times. Prints the GCS's and the raylet's PSS
-(MiB) as the chunks go. SYSTEM_CONFIG (JSON) goes to ray.init's _system_config, e.g. to compare
+of 8, a read map (tasks) and 2 trivial actors, CHUNKS times. Prints the GCS's, the raylet's and
+this driver's PSS (MiB) as the chunks go. SYSTEM_CONFIG (JSON) goes to ray.init's _system_config, e.g. to compare
 with task events off (docs/benchmarks.md, the job's memory by process):
 
     python scripts/ray_gcs_growth.py 400 40
@@ -8,6 +8,7 @@ with task events off (docs/benchmarks.md, the job's memory by process):
 """
 import json
 import logging
+import os
 import sys
 import time
 
@@ -38,7 +39,8 @@ def main(rows: int, chunks: int, system: dict) -> None:
     procs = ray._private.worker._global_node.all_processes  # this Ray's own, not another job's
     gcs, raylet = (procs[kind][0].process.pid for kind in ("gcs_server", "raylet"))
     t0 = time.time()
-    print(f"start: gcs {pss_mib(gcs)} MiB, raylet {pss_mib(raylet)} MiB", flush=True)
+    print(f"start: gcs {pss_mib(gcs)} MiB, raylet {pss_mib(raylet)} MiB, driver {pss_mib(os.getpid())} MiB",
+          flush=True)
     for c in range(chunks):
         table = pa.table({"x": list(range(rows))})
         ds = ray.data.from_arrow([table.slice(i, 8) for i in range(0, rows, 8)])
@@ -48,7 +50,7 @@ def main(rows: int, chunks: int, system: dict) -> None:
         n = sum(len(b["x"]) for b in ds.iter_batches(batch_format="pyarrow", batch_size=None))
         if (c + 1) % max(1, chunks // 8) == 0 or c + 1 == chunks:
             print(f"chunk {c + 1} ({n} rows, {time.time() - t0:.0f} s): gcs {pss_mib(gcs)} MiB, "
-                  f"raylet {pss_mib(raylet)} MiB", flush=True)
+                  f"raylet {pss_mib(raylet)} MiB, driver {pss_mib(os.getpid())} MiB", flush=True)
     ray.shutdown()
 
 

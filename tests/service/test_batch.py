@@ -19,6 +19,7 @@ import pytest
 from agpis import batch
 from agpis.batchbench import descendants, write_catalogue
 from agpis.config import Config
+from agpis.version import code_version
 from tests.conftest import ROOT
 
 N_GOOD = 20
@@ -103,6 +104,7 @@ def test_local_run_decides_every_product_once_with_errors_as_rows_and_queues_eac
     assert all(r["predicted_rule"] == "title_mismatch" for r in good if r["status"] == "REJECTED")
     for r in good:
         assert r["error"] is None and dict(r["model_versions"])["model"]
+        assert dict(r["model_versions"])["code"] == code_version()  # the actors report the driver's code
         assert "stage1" in dict(r["timings_ms"]) and "fetch" in dict(r["timings_ms"])
     queued = [r for r in good if r["status"] == "QUEUED"]
     assert all(r["review_state"] == "ENQUEUED" and r["review_entry_id"] for r in queued)

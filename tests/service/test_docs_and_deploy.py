@@ -71,6 +71,9 @@ def test_compose_file():
     assert compose["services"]["agpis"]["environment"]["AGPIS_SERVER__API_TOKENS_FILE"].startswith("/run/secrets/")
     dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
     assert 'torch==2.13.0" .' in dockerfile and "--no-deps" in dockerfile
+    # the image has no .git: its commit reaches model_versions["code"] through the build argument
+    assert "AGPIS_COMMIT" in compose["services"]["agpis"]["build"]["args"]
+    assert "ENV AGPIS_CODE_COMMIT=$AGPIS_COMMIT" in dockerfile
 
 
 def test_kuberay_rayjob_runs_agpis_batch_as_the_cli_and_config_accept_it():

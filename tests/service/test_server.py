@@ -5,6 +5,7 @@ import threading
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
+import agpis
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -83,7 +84,8 @@ def test_generate_sequence_answers_with_the_full_contract(stub, small_product):
     assert resp.product_id == "p1"
     assert resp.status in (pb.QUEUED, pb.REJECTED, pb.TERMINATED)
     assert resp.threshold == pytest.approx(0.3)
-    assert set(resp.model_versions) == {"model", "stage1", "stage2"}
+    assert set(resp.model_versions) == {"model", "stage1", "stage2", "code"}
+    assert resp.model_versions["code"].startswith(agpis.__version__)
     assert {"decode", "stage1", "total"} <= set(resp.timings_ms)
     assert {c.id for c in resp.candidates} == {cid for cid, _ in small_product}
     assert all(c.width == 400 and c.height == 400 for c in resp.candidates)
