@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -87,7 +88,7 @@ def _slope(pts: list[tuple[float, float]]) -> str:
     from agpis.batchbench import slope
 
     v = slope([{"t": t * 60, "mib": m} for t, m in pts], "mib") if len(pts) >= 3 else float("nan")
-    return "–" if v != v else f"{v:+.1f}"
+    return "–" if math.isnan(v) else f"{v:+.1f}"
 
 
 def main() -> None:

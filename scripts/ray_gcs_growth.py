@@ -1,7 +1,7 @@
 """Ray's GCS memory against Ray Data jobs shaped like `agpis batch`'s chunks: ROWS rows in blocks
 of 8, a read map (tasks) and 2 trivial actors, CHUNKS times. Prints the GCS's, the raylet's and
-this driver's PSS (MiB) as the chunks go. SYSTEM_CONFIG (JSON) goes to ray.init's _system_config, e.g. to compare
-with task events off (docs/benchmarks.md, the job's memory by process):
+this driver's PSS (MiB) as the chunks go. SYSTEM_CONFIG (JSON) goes to ray.init's _system_config,
+e.g. to compare with task events off (docs/benchmarks.md, the job's memory by process):
 
     python scripts/ray_gcs_growth.py 400 40
     python scripts/ray_gcs_growth.py 400 40 '{"task_events_report_interval_ms": 0}'
