@@ -474,7 +474,9 @@ def _init_ray(address: str, object_store_mb: int = 0) -> bool:
 
 
 def run_batch(cfg: Config, input_path: str, out: str | Path, address: str = "", review: bool = True,
-              progress: bool = True) -> BatchResult:
+              progress: bool = True, decider: type = Decide, decider_args: tuple = ()) -> BatchResult:
+    """The job (module docstring). `decider` is the actor class, built with (cfg, *decider_args):
+    `Decide`, the pipeline; the driver's replay benchmark (agpis/batchreplay.py) gives another."""
     import ray
     from tqdm import tqdm
 
@@ -523,7 +525,7 @@ def run_batch(cfg: Config, input_path: str, out: str | Path, address: str = "", 
                 ds = ray.data.from_arrow([chunk.slice(i, bs) for i in range(0, chunk.num_rows, bs)])
                 ds = ds.map_batches(read_images, fn_kwargs={"base": base, "cfg": cfg},
                                     batch_size=bs, batch_format="pyarrow", num_cpus=cfg.batch.read_cpus)
-                ds = ds.map_batches(Decide, fn_constructor_args=(cfg,), batch_size=bs, batch_format="pyarrow",
+                ds = ds.map_batches(decider, fn_constructor_args=(cfg, *decider_args), batch_size=bs, batch_format="pyarrow",
                                     num_cpus=cfg.batch.actor_cpus,
                                     compute=ray.data.ActorPoolStrategy(size=cfg.batch.actors))
                 for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):

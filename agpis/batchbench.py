@@ -193,7 +193,7 @@ def tree_memory(pid: int) -> dict[str, float | None]:
     one process only counts too); `driver_pss`: the driver alone (`pid`); the object store
     (`object_store`); and `footprint`: the sum of their PSS outside the store plus the store's resident
     pages, i.e. every page counted once, those only the store holds included: the job's true size."""
-    rss = pss = uss = store_pss = queue_pss = 0
+    rss = pss = uss = store_pss = queue_pss = gcs_pss = 0
     driver_pss = driver_own = None
     raylet = None
     for p in descendants(pid):
@@ -216,10 +216,13 @@ def tree_memory(pid: int) -> dict[str, float | None]:
             raylet = p
         elif comm.startswith("valkey"):  # the embedded review queue: its data, not the job's working set
             queue_pss += r.get("Pss", 0)
+        elif comm == "gcs_server":  # Ray's control store: it grew with every task until ad20e5d
+            gcs_pss += r.get("Pss", 0)
     store = object_store(raylet) if raylet else {"store_resident": None, "store_used": None, "store_capacity": None}
     footprint = (pss - store_pss) / 1024 + store["store_resident"] if store["store_resident"] is not None else None
     return {"rss": rss / 1024, "pss": pss / 1024, "uss": uss / 1024, "driver_pss": driver_pss,
-            "footprint": footprint, "queue_pss": queue_pss / 1024, "driver_own": driver_own, **store}
+            "footprint": footprint, "queue_pss": queue_pss / 1024, "driver_own": driver_own, "gcs_pss": gcs_pss / 1024,
+            **store}
 
 
 def slope(samples: list[dict], key: str) -> float:

@@ -57,34 +57,60 @@ def _utc(t: float) -> str:
     return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M")
 
 
-def prepare(work: Path, n: int) -> Path:
-    """The catalogue of `n` products in work/catalogue, written once; a different `n` is an error."""
+DISTINCT = 16  # the catalogue repeats the demo's first 16 products
+
+
+def prepare(work: Path, n: int, replay: bool = False) -> Path:
+    """The catalogue of `n` products in work/catalogue, written once; a different `n`, or the other
+    mode (pipeline / replayed decisions) in the same directory, is an error."""
     from agpis.data.synth import demo_products
 
     meta = work / "catalogue.json"
     cat = work / "catalogue" / "catalogue.jsonl"
     if meta.exists():
-        had = json.loads(meta.read_text())["products"]
-        if had != n:
-            raise SystemExit(f"{work} holds a catalogue of {had} products, not {n}: use another --work-dir")
+        had = json.loads(meta.read_text())
+        if had["products"] != n or had.get("replay", False) != replay:
+            raise SystemExit(f"{work} holds a catalogue of {had['products']} products"
+                             f"{' (replay)' if had.get('replay') else ''}, not {n}{' (replay)' if replay else ''}: "
+                             "use another --work-dir")
         return cat
     work.mkdir(parents=True, exist_ok=True)
-    write_catalogue(work / "catalogue", demo_products(16, seed=1, size=800), n, prefix="big")
-    meta.write_text(json.dumps({"products": n, "products_from": "demo_products(16, seed=1, size=800)"}))
+    write_catalogue(work / "catalogue", demo_products(DISTINCT, seed=1, size=800), n, prefix="big")
+    meta.write_text(json.dumps({"products": n, "products_from": f"demo_products({DISTINCT}, seed=1, size=800)",
+                                "replay": replay}))
     return cat
+
+
+def _command(cfg: Config, work: Path, cat: Path, replay: bool) -> list[str]:
+    """The job's command before its `batch INPUT --out DIR` arguments: `agpis`, or the replay
+    benchmark's driver (agpis/batchreplay.py) with the pipeline's decisions on the distinct products,
+    made once here."""
+    if not replay:
+        return [sys.executable, "-m", "agpis.cli"]
+    from agpis.batchreplay import make_templates
+
+    templates = work / "replay-templates.parquet"
+    if not templates.exists():
+        print(f"deciding the catalogue's {DISTINCT} distinct products with the pipeline (the replayed decisions)",
+              flush=True)
+        make_templates(cfg, cat, templates, DISTINCT)
+    return [sys.executable, "-m", "agpis.batchreplay", str(templates)]
 
 
 def run_long(cfg: Config, args) -> int:
     work = Path(args.work_dir).resolve()
-    cat = prepare(work, args.catalogue)
+    replay = getattr(args, "replay", False)
+    cat = prepare(work, args.catalogue, replay)
     if not args.report_only:
         env = {**os.environ, "AGPIS_QUEUE__DATA_DIR": str(work / "redis"), "AGPIS_QUEUE__OUTBOX_DIR": str(work / "outbox")}
         env.pop("REDIS_URL", None)
         k = len([r for r in _jsonl(work / "runs.jsonl") if "start" in r])
         start = time.time()
         _append(work / "runs.jsonl", {"run": k, "start": start, "load": os.getloadavg()[1], "nice": os.nice(0)})
-        print(f"run {k}: agpis batch on {args.catalogue} products in {work} (resumes what is written)", flush=True)
-        r = _batch([sys.executable, "-m", "agpis.cli"], cat, work / "out", env, sample=True,
+        command = _command(cfg, work, cat, replay)
+        print(f"run {k}: agpis batch{' (replayed decisions)' if replay else ''} on {args.catalogue} products in "
+              f"{work} (resumes what is written)", flush=True)
+        r = _batch(command, cat, work / "out", env, sample=True,
                    memory_log=work / "memory.jsonl", tag={"run": k}, interval_s=SAMPLE_S)
         _append(work / "runs.jsonl", {"run": k, "end": time.time(), "new": r["summary"]["last_run"]["new"],
                                       "skipped": r["summary"]["last_run"]["skipped"], "steady_per_s": r["steady"],
@@ -92,7 +118,8 @@ def run_long(cfg: Config, args) -> int:
     text = report(work, cfg)
     print(text)
     if not args.no_doc:
-        print(f"wrote {write_section(ROOT / 'docs' / 'benchmarks.md', 'batch-catalogue', text)}")
+        section = "batch-replay" if replay else "batch-catalogue"
+        print(f"wrote {write_section(ROOT / 'docs' / 'benchmarks.md', section, text)}")
     return 0
 
 
@@ -147,6 +174,32 @@ def _run_numbers(k: int, r: dict, starts: list[float], files: list[tuple[float, 
     return k, r, sum(n for _, n in mine), end, ss, trend
 
 
+def _f(v: float | None) -> str:
+    return "–" if v is None else f"{v:.0f}"
+
+
+def by_written(samples: list[dict], files: list[tuple[float, int]], catalogue: int, steps: int = 10) -> list:
+    """[(products written when sampled, sample)]: the first sample at or after each `catalogue / steps`
+    products written (from the output files' times), and the last one."""
+    import bisect
+
+    times = [t for t, _ in files]
+    total, cum = 0, []
+    for _, n in files:
+        total += n
+        cum.append(total)
+    written = [(cum[i - 1] if (i := bisect.bisect_right(times, s["wall"])) else 0, s)
+               for s in sorted(samples, key=lambda s: s["wall"])]
+    out, mark = [], 0
+    for w, s in written:
+        if w >= mark:
+            out.append((w, s))
+            mark = (w // max(1, catalogue // steps) + 1) * max(1, catalogue // steps)
+    if written and (not out or out[-1][1] is not written[-1][1]):
+        out.append(written[-1])
+    return out
+
+
 def report(work: Path, cfg: Config) -> str:
     runs: dict[int, dict] = {}
     for r in _jsonl(work / "runs.jsonl"):
@@ -156,9 +209,23 @@ def report(work: Path, cfg: Config) -> str:
     once = exactly_once(work, cfg)
     starts = sorted(r["start"] for r in runs.values())
     niced = [k for k, r in runs.items() if r.get("nice", 0) > 0]
-    lines = ["## Catalogue batch: a long catalogue over several runs (`agpis bench batch --work-dir`)", "",
-             f"Command: `agpis bench batch --catalogue {once['catalogue']} --work-dir DIR`, run again after each "
-             "stop: `agpis batch` resumes from what DIR's output holds. The demo's 16 products of 7 ~800x800 JPEG "
+    replay = json.loads((work / "catalogue.json").read_text()).get("replay", False)
+    if replay:
+        head = ["## Catalogue batch with replayed decisions: the driver over a whole catalogue "
+                "(`agpis bench batch --replay --work-dir`)", "",
+                f"Command: `agpis bench batch --replay --catalogue {once['catalogue']} --work-dir DIR`. "
+                "`agpis batch`'s driver, its Ray Data jobs, the read tasks (every image file read), the review "
+                "queue and the Parquet output as they are; the actors replay the pipeline's decisions on the "
+                "catalogue's 16 distinct products under each row's id instead of computing them "
+                "(agpis/batchreplay.py): the rows queued and written are real ones, ~40x faster. It measures "
+                "what lives as long as the job (the driver, Ray's GCS and raylet, the read workers, the queue) "
+                "over every product of the catalogue; it says nothing of the pipeline's speed or memory (the "
+                "pipeline actors start again with each chunk of `batch.chunk_products`). "]
+    else:
+        head = ["## Catalogue batch: a long catalogue over several runs (`agpis bench batch --work-dir`)", "",
+                f"Command: `agpis bench batch --catalogue {once['catalogue']} --work-dir DIR`, run again after each "
+                "stop: `agpis batch` resumes from what DIR's output holds. "]
+    lines = head[:-1] + [head[-1] + "The demo's 16 products of 7 ~800x800 JPEG "
              "candidates repeated under new ids, review queue included (embedded Valkey in DIR). A run ends "
              "`killed` when it was stopped before the end (the session that ran it ended). "
              + (f"Rates are with the cores shared: runs {', '.join(str(k) for k in sorted(niced))} were started at "
@@ -187,6 +254,14 @@ def report(work: Path, cfg: Config) -> str:
         for half, h in trend.items():
             lines.append(f"| {k} | {half} | {h['t0'] / 60:.0f}-{h['t1'] / 60:.0f} | "
                          + " | ".join(f"{h[key]['slope']:+.1f}" for key in MEMORY_KEYS) + " |")
+    lines += ["", "By products written, over all runs (the first sample at or after each tenth of the catalogue; "
+                  "MiB): the driver's own memory (outside the object store), Ray's GCS, the footprint without the "
+                  "review queue, and the queue's Valkey (its data, by design):", "",
+              "| products written | run | minute of the run | driver | GCS | footprint without the queue | queue |",
+              "|---|---|---|---|---|---|---|"]
+    lines += [f"| {w} | {s['run']} | {s['t'] / 60:.1f} | {_f(s.get('driver_own'))} | {_f(s.get('gcs_pss'))} | "
+              f"{_f(s.get('footprint') - s.get('queue_pss', 0.0) if s.get('footprint') is not None else None)} | "
+              f"{_f(s.get('queue_pss'))} |" for w, s in by_written(samples, files, once["catalogue"])]
     done = once["distinct"] == once["catalogue"] and once["missing"] == 0
     lines += ["", f"Exactly once, over all runs: {once['rows']} output rows, {once['distinct']} distinct products "
                   f"of the catalogue's {once['catalogue']} ({once['twice']} written twice, {once['missing']} not yet "

@@ -338,3 +338,32 @@ def test_fetch_refuses_hosts_not_allowed_and_reports_missing_filesystems(tmp_pat
     with pytest.raises(ImageError, match="larger than"):
         batch.fetch_image("a", "big.jpg", tmp_path, ImagesConfig(max_bytes=10))
     assert batch.fetch_image("a", "big.jpg", tmp_path, ImagesConfig())[1] == (tmp_path / "big.jpg").as_uri()
+
+
+@pytest.mark.slow
+def test_replayed_decisions_run_the_real_driver_and_queue_each_product_once(
+        tmp_path, products, queue_cfg, rclient, local_ray):
+    """The driver's replay benchmark (agpis/batchreplay.py): the pipeline decides the distinct
+    products once; the job's actors answer each catalogue row with its product's decision under the
+    row's own id, through the real driver, Ray Data, queue and output."""
+    from agpis.batchreplay import Replay, make_templates
+
+    path = write_catalogue(tmp_path / "cat", products[:2], 12, prefix="big")
+    with open(path, "a") as f:
+        f.write(json.dumps({"product_id": "missing-file", "title": "Mug", "images": ["nowhere/x.jpg"]}) + "\n")
+    cfg = _cfg(queue_cfg, chunk_products=5)
+    templates = tmp_path / "templates.parquet"
+    assert make_templates(cfg, path, templates, 2) == 2
+    decided = {r["key"]: r for r in pq.read_table(templates).to_pylist()}
+
+    out = tmp_path / "out"
+    result = batch.run_batch(cfg, str(path), out, progress=False, decider=Replay, decider_args=(str(templates),))
+    rows = {r["product_id"]: r for r in _rows(out)}
+    assert result.new == len(rows) == 13
+    assert rows["missing-file"]["status"] == batch.ERROR and "cannot read" in rows["missing-file"]["error"]
+    for i in range(12):  # row i is product i % 2, decided once by the pipeline
+        tpl = list(decided.values())[i % 2]
+        r = rows[f"big-{i:06d}"]
+        assert (r["status"], r["sequence"], r["p_qualified"]) == (tpl["status"], tpl["sequence"], tpl["p_qualified"])
+    queued = Counter(p for p, r in rows.items() if r["status"] == "QUEUED")
+    assert queued and _queued_products(rclient, queue_cfg.stream) == queued

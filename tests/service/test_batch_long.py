@@ -58,3 +58,19 @@ def test_report_counts_each_run_and_checks_every_product_once(tmp_path):
     assert "4 entries for 3 QUEUED rows; products with more than one entry: 0; QUEUED rows without an " \
            "entry: 0; entries without a QUEUED row: 1" in text
     assert "Not finished: 1 of 6 products still to do" in text
+    # the driver by products written: the first sample at or after each tenth (here each product)
+    table = text.split("| products written | run |")[1].splitlines()[2:6]
+    assert [row.split(" | ")[:2] for row in table] == [["| 0", "0"], ["| 2", "0"], ["| 4", "1"], ["| 6", "1"]]
+    assert all(" | 150 | " in row for row in table)
+
+
+def test_a_work_dir_keeps_its_mode(tmp_path):
+    """A work directory of the pipeline's catalogue is not reused for replayed decisions, nor the reverse."""
+    import pytest
+
+    from agpis.batchlong import prepare
+
+    (tmp_path / "catalogue.json").write_text(json.dumps({"products": 6}))
+    with pytest.raises(SystemExit, match="not 6 \\(replay\\)"):
+        prepare(tmp_path, 6, replay=True)
+    assert prepare(tmp_path, 6).name == "catalogue.jsonl"
