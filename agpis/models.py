@@ -52,7 +52,20 @@ def load_version(name: str | os.PathLike, config: Config):
     manifest = read_manifest(path)
     stage1 = load_stage("stage1", manifest["stage1"], path, config.stage1)
     stage2 = load_stage("stage2", manifest["stage2"], path, config.stage2)
+    check_backbones(stage1, stage2, path)
     return stage1, stage2, str(manifest["version"])
+
+
+def check_backbones(stage1, stage2, path: Path) -> None:
+    """Stage 2 reads stage 1's backbone maps: it must have been trained on the same backbone's.
+    A stage 2 trained on other maps still answers, wrongly (the int8 trunk's maps differed
+    between CPUs and its models decided differently, stage1/backbone.py), so refuse to load."""
+    info = getattr(getattr(stage1, "backbone", None), "info", None)
+    pre = getattr(stage2, "pre", None) or {}
+    trained_on = pre.get("backbone") if pre.get("kind") == "backbone_tokens" and not pre.get("backbone_spec") else None
+    if info is not None and trained_on and trained_on != info.identity:
+        raise ModelError(f"{path}: stage 2 was trained on the maps of backbone {trained_on}, but stage 1 "
+                         f"runs {info.identity}; retrain stage 2 (`agpis train muisc`) on stage 1's backbone")
 
 
 def load_stage(stage: str, entry: dict, root: Path, stage_config):

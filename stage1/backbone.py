@@ -4,11 +4,16 @@ Stage 1's primary and non-compliant heads, the duplicate detector's patch featur
 image tokens all read the maps returned by `Backbone.features()`.
 
 Default backbone: Google's ImageNet MobileNetV2 1.0/224 imported from TFLite
-(`agpis weights import`, see stage1/tflite_import.py), exported to ONNX and quantised to int8
-(per-channel weights, uint8 activations calibrated on real photos). Measured on the project's
-2-core machine, 7 images at 224: int8 ONNX Runtime ~35-45 ms, float ONNX Runtime ~60-85 ms,
-eager PyTorch ~200-260 ms (`agpis bench stage1` has the current numbers). The int8 maps agree
-with the float ones at cosine 0.997 (pooled final map) and 0.997 (patch map).
+(`agpis weights import`, see stage1/tflite_import.py), exported to ONNX in float32 and run by
+ONNX Runtime. Why not the int8 trunk it used to be (`agpis weights import --int8`, ~4x faster):
+ONNX Runtime's uint8 x int8 kernels add pairs of products in int16 on x86 CPUs without VNNI
+(AVX2, AVX-512 before Cascade Lake) and saturate, while CPUs with VNNI add in int32. The same
+int8 file gave different maps on the two kinds of CPU, and the models trained on one kind's
+maps decided differently on the other: on 2026-12-07 the shipped default queued 3 of 11 clean
+real val listings on an AMD EPYC with AVX512-VNNI against 10 of 11 on the machine it was trained
+on, and its golden outputs failed. Float maps differ between CPUs only in rounding (~1e-6).
+Measured on the project's 2-core machine, 7 images at 224, one thread: float32 ~110 ms, int8
+~25 ms (`agpis bench stage1` has the current numbers).
 
 CONTRACT with stage 2 (stable; changes are announced in the commit message):
 `Stage1Result.features[candidate_id]` is a `numpy.ndarray`, dtype float32, shape (49, 1280):
@@ -29,7 +34,8 @@ from pathlib import Path
 import numpy as np
 
 BACKBONE_JSON = "backbone.json"
-ONNX_FILE = "backbone.int8.onnx"
+ONNX_FILE = "backbone.f32.onnx"  # the default import's trunk; backbone.json names the one in use
+INT8_FILE = "backbone.int8.onnx"  # `agpis weights import --int8`: see the module docstring
 from stage1.paths import BASE_DIR as DEFAULT_DIR
 
 
@@ -54,6 +60,9 @@ class BackboneInfo:
     source_sha256: str = ""
     onnx_sha256: str = ""
     quantisation: str = ""
+    # The trunk's file in the same directory. Directories written before float32 became the
+    # default hold the int8 one and no such key.
+    onnx_file: str = INT8_FILE
 
     @classmethod
     def read(cls, path: Path) -> "BackboneInfo":
@@ -66,6 +75,11 @@ class BackboneInfo:
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+    @property
+    def identity(self) -> str:
+        """Name + weights hash: what stage 2 records as the backbone its image tokens came from."""
+        return f"{self.name}:{self.onnx_sha256[:16]}"
 
 
 def preprocess(images: list[np.ndarray], p: Preprocessing) -> np.ndarray:
@@ -85,17 +99,20 @@ def preprocess(images: list[np.ndarray], p: Preprocessing) -> np.ndarray:
 
 
 class Backbone:
-    """ONNX Runtime session of the int8 MobileNetV2 trunk; see the module docstring."""
+    """ONNX Runtime session of the MobileNetV2 trunk (float32, or int8 in older directories); see the
+    module docstring."""
 
     def __init__(self, directory: str | Path = DEFAULT_DIR, threads: int = 1):
         import onnxruntime as ort
 
         directory = Path(directory)
-        info_path, onnx_path = directory / BACKBONE_JSON, directory / ONNX_FILE
-        for p in (info_path, onnx_path):
-            if not p.is_file():
-                raise FileNotFoundError(f"{p} is missing; run `agpis weights import` (needs ../shared)")
+        info_path = directory / BACKBONE_JSON
+        if not info_path.is_file():
+            raise FileNotFoundError(f"{info_path} is missing; run `agpis weights import` (needs ../shared)")
         self.info = BackboneInfo.read(info_path)
+        onnx_path = directory / self.info.onnx_file
+        if not onnx_path.is_file():
+            raise FileNotFoundError(f"{onnx_path} is missing; run `agpis weights import` (needs ../shared)")
         if self.info.onnx_sha256:
             from stage1.tflite_import import sha256_file
 

@@ -15,6 +15,10 @@ def write_card(out: Path, info: dict) -> Path:
     m = json.loads((out / MANIFEST).read_text())
     base = info["base"]
     res = info["metrics"]
+    variants = ("`chosen` is the shipped model; the other variants are the measurement behind the design (both\n"
+                "models MLP, both linear, the chosen widths without the check measurements)." if len(res) > 1 else
+                "`chosen` is the shipped model (trained without `--compare`, so no variants here: the\n"
+                "comparison behind its widths is in the git history of this card).")
     rows = ["| variant | hidden (primary, non-compliant) | check inputs | split | subset | primary AUC | primary P / R | non-compliant AUC | non-compliant P / R |",
             "|---|---|---|---|---|---|---|---|---|"]
     for name, r in res.items():
@@ -51,14 +55,14 @@ validation split is moved to p = 0.5 (logit offsets stored with the heads).
 ## Files
 | file | sha256 |
 |---|---|
-| `{m['backbone']['onnx']}` (int8 ONNX trunk) | `{m['backbone']['sha256']}` |
+| `{m['backbone']['onnx']}` (ONNX trunk) | `{m['backbone']['sha256']}` |
 | `{m['heads']['file']}` (heads, float16 weights) | `{m['heads']['sha256']}` |
 | `{m['backbone']['info']}`, `{MANIFEST}` | configuration, preprocessing, provenance, metrics |
 
 ## Base weights
 Google Coral's ImageNet MobileNetV2 1.0/224 (`{base['source']}`, sha256 `{base['source_sha256']}`),
 **Apache License 2.0**, Copyright Google LLC; converted by `agpis weights import` (dequantised,
-exported to ONNX, re-quantised to int8: {base['quantisation']}). The licence text is at
+exported to ONNX; quantisation: {base['quantisation']}). The licence text is at
 https://www.apache.org/licenses/LICENSE-2.0; the backbone file here is a derivative work under it.
 The heads were trained by this project.
 
@@ -78,8 +82,7 @@ training: `heldout_styles`). Seed {info['trained_on']['seed']}, {info['trained_o
 {info['train_seconds']} s including feature caching.
 
 ## Metrics (candidate level, operating threshold)
-`chosen` is the shipped model; the other variants are the measurement behind the design (both
-models MLP, both linear, the chosen widths without the check measurements). `family:<x>` rows:
+{variants} `family:<x>` rows:
 candidates of one product family; `jd` (one product, sandals, only in val) is the only family
 that never appears in training, so it shows how each variant carries over to a new kind of
 product.

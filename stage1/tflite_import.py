@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from dataclasses import asdict
 from pathlib import Path
 
@@ -127,6 +128,28 @@ class _Trunk(torch.nn.Module):
         return f["patch"], f["final"]  # (B, 576, 14, 14), (B, 1280, 7, 7)
 
 
+def export_f32_onnx(model: MobileNetV2, out_path: Path, fold: bool = True) -> None:
+    """Export the trunk to ONNX in float32 (the default serving trunk: the same maps on every CPU,
+    stage1/backbone.py says why). Needs the `export` extra (onnxscript); the result needs only
+    onnxruntime. The input size is fixed, so the TF 'SAME' pads are constants: folded into the
+    convolutions (stage1/onnx_fold.py), unless `fold` is False (the int8 export quantises first)."""
+    import tempfile
+
+    from stage1.onnx_fold import fold_static_pads
+
+    size = model.config.image_size
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "raw.onnx"
+        torch.onnx.export(_Trunk(model).eval(), (torch.zeros(1, 3, size, size),), str(raw),
+                          input_names=["x"], output_names=["patch", "final"],
+                          dynamic_axes={"x": {0: "batch"}, "patch": {0: "batch"}, "final": {0: "batch"}},
+                          opset_version=17, dynamo=False)
+        if fold:
+            fold_static_pads(raw, out_path, size)  # the pads' shape arithmetic and Pads into the convs
+        else:
+            shutil.copyfile(raw, out_path)
+
+
 def export_int8_onnx(model: MobileNetV2, out_path: Path, calibration: np.ndarray) -> None:
     """Export the trunk to ONNX and quantise it statically (QDQ: per-channel int8 weights,
     uint8 activations with MinMax ranges from `calibration`, (N, 3, 224, 224) network inputs).
@@ -149,10 +172,7 @@ def export_int8_onnx(model: MobileNetV2, out_path: Path, calibration: np.ndarray
     size = model.config.image_size
     with tempfile.TemporaryDirectory() as tmp:
         f32, pre = Path(tmp) / "f32.onnx", Path(tmp) / "pre.onnx"
-        torch.onnx.export(_Trunk(model).eval(), (torch.zeros(1, 3, size, size),), str(f32),
-                          input_names=["x"], output_names=["patch", "final"],
-                          dynamic_axes={"x": {0: "batch"}, "patch": {0: "batch"}, "final": {0: "batch"}},
-                          opset_version=17, dynamo=False)
+        export_f32_onnx(model, f32, fold=False)
         quant_pre_process(str(f32), str(pre))
         quantized = Path(tmp) / "int8.onnx"
         quantize_static(str(pre), str(quantized), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
@@ -168,7 +188,7 @@ Written by `agpis weights import` (stage1/tflite_import.py); do not edit by hand
 - **Source**: `{source}` from Google Coral's ImageNet models (`../shared/{tflite_dir}/`),
   sha256 `{source_sha256}`.
 - **Licence**: Apache License 2.0. Copyright Google LLC. These files are a derivative work of
-  Google's MobileNetV2 weights (converted: dequantised, re-exported to ONNX, re-quantised, TF pads folded into the convolutions);
+  Google's MobileNetV2 weights (converted: dequantised, re-exported to ONNX, TF pads folded into the convolutions);
   the licence text is at https://www.apache.org/licenses/LICENSE-2.0 and applies to the
   weight files in this directory.
 - **Conversion**: TFLite conv ops in graph order -> `stage1.mobilenet_v2.MobileNetV2`
@@ -178,12 +198,11 @@ Written by `agpis weights import` (stage1/tflite_import.py); do not edit by hand
   - `mobilenet_v2.fp16.safetensors` (sha256 `{st_sha256}`): the float PyTorch weights
     (float16 storage), including the 1001-class ImageNet classifier.
   - `{onnx_file}` (sha256 `{onnx_sha256}`): the serving trunk (image -> patch map
-    576x14x14 and final map 1280x7x7), ONNX with int8 per-channel weights and uint8
-    activations ({quantisation}).
+    576x14x14 and final map 1280x7x7), ONNX; quantisation: {quantisation}.
   - `backbone.json`: preprocessing and provenance, read by `stage1.backbone.Backbone`.
 - **Checks at import time** ({n_check} real photos from ../shared, 224x224):
   - top-1 of the PyTorch model vs the TFLite interpreter: {top1_agree}/{n_check} agree;
-  - cosine between float (PyTorch) and int8 (ONNX Runtime) pooled final features:
+  - cosine between PyTorch (float) and the ONNX Runtime trunk, pooled final features:
     mean {cos_final:.4f}, min {cos_final_min:.4f}; patch map cosine mean {cos_patch:.4f}.
 """
 
@@ -212,11 +231,12 @@ def load_rgb(path: Path, size: int | None = None) -> np.ndarray:
     return np.asarray(im)
 
 
-def run_import(source: Path, out_dir: Path, shared: Path, log=print) -> dict:
-    """The whole of `agpis weights import`: convert, export, quantise, check, write the card."""
+def run_import(source: Path, out_dir: Path, shared: Path, log=print, int8: bool = False) -> dict:
+    """The whole of `agpis weights import`: convert, export (float32; int8: quantised), check, write
+    the card."""
     from safetensors.torch import save_file
 
-    from stage1.backbone import ONNX_FILE, Backbone, BackboneInfo, Preprocessing
+    from stage1.backbone import INT8_FILE, ONNX_FILE, Backbone, BackboneInfo, Preprocessing
     from stage1.paths import TFLITE_DIR
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -229,13 +249,21 @@ def run_import(source: Path, out_dir: Path, shared: Path, log=print) -> dict:
 
     from stage1.backbone import preprocess
 
-    calib = preprocess([load_rgb(p) for p in calibration_photos(shared)], pp)
-    log(f"exporting ONNX and quantising with {len(calib)} calibration photos")
-    export_int8_onnx(model, out_dir / ONNX_FILE, calib)
-    quantisation = (f"onnxruntime static QDQ, MinMax over {len(calib)} real photos; "
-                    "static TF pads folded into the convolutions")
+    onnx_file = INT8_FILE if int8 else ONNX_FILE
+    if int8:
+        calib = preprocess([load_rgb(p) for p in calibration_photos(shared)], pp)
+        log(f"exporting ONNX and quantising with {len(calib)} calibration photos")
+        export_int8_onnx(model, out_dir / onnx_file, calib)
+        quantisation = (f"onnxruntime static QDQ, MinMax over {len(calib)} real photos; static TF pads folded "
+                        "into the convolutions; its maps differ between x86 CPUs with and without VNNI")
+    else:
+        log("exporting ONNX (float32)")
+        export_f32_onnx(model, out_dir / onnx_file)
+        quantisation = "none: float32, static TF pads folded into the convolutions"
+    for stale in {ONNX_FILE, INT8_FILE} - {onnx_file}:  # one trunk per directory
+        (out_dir / stale).unlink(missing_ok=True)
     info = BackboneInfo(preprocessing=pp, source=source.name, source_sha256=sha256_file(source),
-                        onnx_sha256=sha256_file(out_dir / ONNX_FILE), quantisation=quantisation)
+                        onnx_sha256=sha256_file(out_dir / onnx_file), quantisation=quantisation, onnx_file=onnx_file)
     info.write(out_dir / "backbone.json")
 
     # Checks: the float model agrees with TFLite; the int8 trunk agrees with the float model.
@@ -254,7 +282,7 @@ def run_import(source: Path, out_dir: Path, shared: Path, log=print) -> dict:
               "cos_patch": float(cos_patch.mean())}
     (out_dir / "MODEL_CARD.md").write_text(CARD.format(
         source=source.name, tflite_dir=TFLITE_DIR, source_sha256=info.source_sha256,
-        st_sha256=sha256_file(st_path), onnx_file=ONNX_FILE, onnx_sha256=info.onnx_sha256,
+        st_sha256=sha256_file(st_path), onnx_file=onnx_file, onnx_sha256=info.onnx_sha256,
         quantisation=quantisation, **report))
     log(json.dumps(report))
     return report

@@ -167,16 +167,19 @@ def choose_offsets(model, val: dict) -> dict[str, float]:
 
 
 def save_stage1(model, out: Path, base_dir: Path, info: dict) -> Path:
-    """weights/<version>/stage1: the int8 trunk (copied from the imported base), the heads, and
+    """weights/<version>/stage1: the trunk (copied from the imported base), the heads, and
     stage1.json describing both (config, outputs by name, sha256, provenance, metrics)."""
     from safetensors.torch import save_file
 
-    from stage1.backbone import BACKBONE_JSON, ONNX_FILE
+    from stage1.backbone import BACKBONE_JSON, INT8_FILE, ONNX_FILE, BackboneInfo
     from stage1.model import FORMAT, HEADS_FILE, MANIFEST
     from stage1.tflite_import import sha256_file
 
     out.mkdir(parents=True, exist_ok=True)
-    for name in (ONNX_FILE, BACKBONE_JSON):
+    onnx_file = BackboneInfo.read(base_dir / BACKBONE_JSON).onnx_file
+    for stale in {ONNX_FILE, INT8_FILE} - {onnx_file}:  # the trunk of an earlier version
+        (out / stale).unlink(missing_ok=True)
+    for name in (onnx_file, BACKBONE_JSON):
         if (base_dir / name).resolve() != (out / name).resolve():
             shutil.copyfile(base_dir / name, out / name)
     state = {k: (v if k in ("mean", "std", "offset") else v.half()).contiguous() for k, v in model.state_dict().items()}
@@ -184,7 +187,7 @@ def save_stage1(model, out: Path, base_dir: Path, info: dict) -> Path:
     manifest = {
         "format": FORMAT,
         "version": info["version"],
-        "backbone": {"onnx": ONNX_FILE, "info": BACKBONE_JSON, "sha256": sha256_file(out / ONNX_FILE)},
+        "backbone": {"onnx": onnx_file, "info": BACKBONE_JSON, "sha256": sha256_file(out / onnx_file)},
         "heads": {"file": HEADS_FILE, "sha256": sha256_file(out / HEADS_FILE),
                   "config": {k: v for k, v in asdict(model.config).items()},
                   "outputs": list(model.config.outputs)},
@@ -200,7 +203,7 @@ def merge(parts: list[dict]) -> dict:
 
 def run_training(datasets: list[Path], out: Path, base_dir: Path, epochs: int, hidden: tuple[int, int],
                  use_checks: bool, seed: int, cache_dir: Path, compare: bool, log=print) -> dict:
-    from stage1.backbone import Backbone
+    from stage1.backbone import INT8_FILE, Backbone
     from stage1.checks import CheckConfig
     from stage1.heads import HeadsConfig
     from stage1.metrics import head_metrics
@@ -228,7 +231,8 @@ def run_training(datasets: list[Path], out: Path, base_dir: Path, epochs: int, h
             f"nc {results[name]['val']['all']['noncompliant']['auc']:.3f}")
     model = models["chosen"]
     info = {
-        "version": f"stage1-mnv2int8-heads-{time.strftime('%Y%m%d')}",
+        # the trunk's precision in the name: heads trained on one trunk's maps mean nothing on another's
+        "version": f"stage1-mnv2{'int8' if backbone.info.onnx_file == INT8_FILE else 'f32'}-heads-{time.strftime('%Y%m%d')}",
         "trained_on": {"datasets": [str(d) for d in datasets], "cards": [_card_head(d) for d in datasets],
                        "seed": seed, "epochs": epochs,
                        "n_train": int(len(data["train"]["primary"])), "n_val": int(len(data["val"]["primary"])),

@@ -10,7 +10,7 @@ from stage2 import checkpoint
 BACKBONE_NOTE = (
     "Image tokens come from the project's shared backbone (`weights/mobilenet_v2/`): Google's ImageNet "
     "MobileNetV2 1.0/224 from the Coral TFLite files, Apache-2.0 (see weights/mobilenet_v2/MODEL_CARD.md "
-    "for its notice and sha256), imported and quantised by stage 1. The backbone is frozen; it is not part "
+    "for its notice and sha256), imported by stage 1 and run in float32 (stage1/backbone.py says why). The backbone is frozen; it is not part "
     "of these weights.")
 
 

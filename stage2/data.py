@@ -219,7 +219,7 @@ def read_mosaic(key: str) -> np.ndarray:
 def backbone_identity(backbone) -> str:
     info = getattr(backbone, "info", None)
     if info is not None:  # the shipped ONNX MobileNetV2: name + weights hash
-        return f"{info.name}:{info.onnx_sha256[:16]}"
+        return info.identity
     return f"{type(backbone).__name__}:{getattr(backbone, 'config', object()).__class__.__name__}"
 
 
@@ -227,7 +227,7 @@ _BACKBONES: dict[str, object] = {}
 
 
 def load_backbone(spec: str = ""):
-    """The shared stage 1 backbone (default: the shipped int8 MobileNetV2), loaded once."""
+    """The shared stage 1 backbone (default: the shipped float32 MobileNetV2), loaded once."""
     if spec not in _BACKBONES:
         from stage1.backbone import load_backbone as load
 

@@ -1,4 +1,5 @@
-"""The shared backbone: the TFLite import, the committed int8 trunk, transformers backbones."""
+"""The shared backbone: the TFLite import, the committed float32 trunk (and the int8 export),
+transformers backbones."""
 from __future__ import annotations
 
 import numpy as np
@@ -94,7 +95,7 @@ def test_backbone_rejects_bad_input(backbone):
 def test_backbone_checks_sha256(tmp_path):
     import shutil
 
-    for name in ("backbone.json", "backbone.int8.onnx"):
+    for name in ("backbone.json", BackboneInfo.read(BASE_DIR / "backbone.json").onnx_file):
         shutil.copy(BASE_DIR / name, tmp_path / name)
     info = BackboneInfo.read(tmp_path / "backbone.json")
     info.onnx_sha256 = "0" * 64
@@ -175,8 +176,6 @@ def test_int8_export_folds_the_same_pads_without_changing_outputs(tmp_path, monk
     folded = tmp_path / "folded.onnx"
     export_int8_onnx(model, folded, calib)
     assert not [n for n in onnx.load(str(folded)).graph.node if n.op_type == "Pad"]
-    # the committed trunk is folded too
-    assert not [n for n in onnx.load(str(BASE_DIR / "backbone.int8.onnx")).graph.node if n.op_type == "Pad"]
     assert fold_static_pads(folded, tmp_path / "again.onnx", 64) == 0  # idempotent
 
     # unfolded reference: keep a copy of the quantised graph the pass receives
@@ -199,3 +198,51 @@ def test_int8_export_folds_the_same_pads_without_changing_outputs(tmp_path, monk
     b = ort.InferenceSession(str(tmp_path / "folded2.onnx"), providers=["CPUExecutionProvider"]).run(None, {"x": x})
     for u, v in zip(a, b):
         np.testing.assert_array_equal(u, v)
+
+
+def test_committed_trunk_is_the_float_model_folded(backbone):
+    """The shipped trunk is float32 (stage1/backbone.py: the int8 one's maps differed between CPUs
+    with and without VNNI, and so did every decision): ONNX Runtime gives the PyTorch float model's
+    maps, and its TF 'SAME' pads are folded into the convolutions (no Pad left)."""
+    import onnx
+
+    from stage1.backbone import ONNX_FILE
+    from stage1.tflite_import import load_float_model
+
+    assert backbone.info.onnx_file == ONNX_FILE
+    graph = onnx.load(str(BASE_DIR / ONNX_FILE)).graph
+    assert {n.op_type for n in graph.node} <= {"Conv", "Clip", "Add", "Constant"}
+    model = load_float_model(BASE_DIR)
+    ims = [_blobs(5), _blobs(6, 400)]
+    ours = backbone.features(ims)
+    x = torch.from_numpy(np.ascontiguousarray(preprocess(ims, backbone.preprocessing)))
+    with torch.no_grad():
+        ref = model.forward_features(x)
+    # the safetensors copy stores float16 weights, the trunk the import's float32 ones: close, not equal
+    from stage1.tflite_import import _cosine
+
+    assert (_cosine(ours["final"].mean(1), ref["final"].mean((2, 3)).numpy()) > 0.999).all()
+    assert (_cosine(ours["patch"].reshape(2, -1), ref["patch"].permute(0, 2, 3, 1).reshape(2, -1).numpy()) > 0.999).all()
+
+
+def test_float_export_folds_the_pads_without_changing_outputs(tmp_path):
+    """export_f32_onnx folds the pads (stage1/onnx_fold.py): the same maps as the unfolded graph."""
+    import onnx
+    import onnxruntime as ort
+
+    from stage1.tflite_import import export_f32_onnx
+
+    cfg = MobileNetV2Config(stages=((1, 8, 1, 1), (2, 8, 1, 2), (2, 16, 1, 2), (2, 16, 1, 2), (2, 16, 1, 1),
+                                    (2, 24, 1, 2), (2, 24, 1, 1)), stem_channels=8, last_channels=32,
+                            num_classes=0, image_size=64, patch_block=4)
+    torch.manual_seed(0)
+    model = MobileNetV2(cfg).eval()
+    export_f32_onnx(model, tmp_path / "folded.onnx")
+    export_f32_onnx(model, tmp_path / "raw.onnx", fold=False)
+    assert not [n for n in onnx.load(str(tmp_path / "folded.onnx")).graph.node if n.op_type == "Pad"]
+    assert [n for n in onnx.load(str(tmp_path / "raw.onnx")).graph.node if n.op_type == "Pad"]
+    x = np.random.default_rng(1).uniform(-1, 1, (3, 3, 64, 64)).astype(np.float32)
+    a = ort.InferenceSession(str(tmp_path / "raw.onnx"), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    b = ort.InferenceSession(str(tmp_path / "folded.onnx"), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    for u, v in zip(a, b):
+        np.testing.assert_allclose(u, v, atol=1e-5)

@@ -22,8 +22,27 @@ def test_loads_through_the_model_registry():
     from agpis.config import Config
     from agpis.models import load_version
 
-    _, stage2, _ = load_version("default", Config())
+    stage1, stage2, _ = load_version("default", Config())
     assert "sha256" in stage2.version and stage2.n_images == 3
+    # stage 2 was trained on the maps of the backbone stage 1 runs
+    assert stage2.pre["backbone"] == stage1.backbone.info.identity
+
+
+def test_a_stage2_trained_on_another_backbone_is_refused(tmp_path):
+    """A version whose MUIsC learned another backbone's maps (the int8 trunk's, say) does not load:
+    it would answer, wrongly (stage1/backbone.py)."""
+    import shutil
+
+    from agpis.config import Config
+    from agpis.models import ModelError, load_version
+
+    version = tmp_path / "mixed"
+    shutil.copytree(ROOT / "weights" / "default", version)
+    meta = json.loads((version / "stage2" / "config.json").read_text())
+    meta["preprocessing"]["backbone"] = "mobilenet_v2_1.0_224:31f4431a005ddf0f"  # the int8 trunk of 2026.11-3
+    (version / "stage2" / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="trained on the maps of backbone mobilenet_v2_1.0_224:31f4431a005ddf0f"):
+        load_version(version, Config())
 
 
 @pytest.mark.slow
