@@ -45,6 +45,7 @@ from agpis.config import Config
 log = logging.getLogger("agpis.batch")
 
 ERROR = "ERROR"  # an output status beside QUEUED, REJECTED and TERMINATED
+WRITTEN_BEFORE, TAKEN, WRITTEN = 0, 1, 2  # a product id's state in run_batch
 
 # What the read tasks hand to the pipeline actors: one row per product.
 READ_SCHEMA = pa.schema([
@@ -482,10 +483,13 @@ def run_batch(cfg: Config, input_path: str, out: str | Path, address: str = "", 
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    done = written_ids(out)
-    result = BatchResult(out, skipped=len(done))
-    seen = set(done)  # written: a block redone by a restarted actor is not written twice
-    taken: set[str] = set()  # sent to the pipeline in this run
+    # Every product id of the job, once: what exactly-once costs the driver, and it grows with the
+    # catalogue by design (~100 bytes an id, ~10 MiB per 100,000 products; it was two sets of the
+    # same ids, twice that: docs/benchmarks.md, the replayed catalogue).
+    # WRITTEN_BEFORE: in --out when the run started; TAKEN: sent to the pipeline in this run;
+    # WRITTEN: written by this run (a block redone by a restarted actor is not written twice).
+    ids = dict.fromkeys(written_ids(out), WRITTEN_BEFORE)
+    result = BatchResult(out, skipped=len(ids))
     local = "://" not in input_path or input_path.startswith("file://")
     base = str(Path(urllib.parse.urlsplit(input_path).path).resolve().parent) if local else None
     started = _init_ray(address or cfg.batch.address or os.environ.get("RAY_ADDRESS", ""), cfg.batch.object_store_mb)
@@ -501,7 +505,7 @@ def run_batch(cfg: Config, input_path: str, out: str | Path, address: str = "", 
             sender = ReviewSender(cfg.queue).start()
         writer = Writer(out, cfg.batch.rows_per_file, cfg.batch.flush_s)
         bs = cfg.batch.batch_size
-        with tqdm(total=total, initial=min(len(done), total), unit="product", desc="agpis batch",
+        with tqdm(total=total, initial=min(result.skipped, total), unit="product", desc="agpis batch",
                   disable=not progress, file=sys.stderr, smoothing=0.1) as bar:
             for chunk in catalogue_chunks(input_path, cfg.batch.chunk_products):
                 # Products already written (a resumed job) or already taken in this run (a repeat in
@@ -509,13 +513,14 @@ def run_batch(cfg: Config, input_path: str, out: str | Path, address: str = "", 
                 todo = []
                 for i, raw in enumerate(chunk.to_pylist()):
                     pid = row_id(raw)
-                    if pid in done:
+                    state = ids.get(pid)
+                    if state == WRITTEN_BEFORE:
                         continue
-                    if pid in taken:
+                    if state is not None:  # a repeat in INPUT
                         result.repeated += 1
                         bar.update(1)
                         continue
-                    taken.add(pid)
+                    ids[pid] = TAKEN
                     todo.append(i)
                 if not todo:
                     continue
@@ -531,10 +536,10 @@ def run_batch(cfg: Config, input_path: str, out: str | Path, address: str = "", 
                 for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
                     for row in batch.to_pylist():
                         bar.update(1)
-                        if row["product_id"] in seen:
+                        if ids.get(row["product_id"]) in (WRITTEN_BEFORE, WRITTEN):
                             result.repeated += 1
                             continue
-                        seen.add(row["product_id"])
+                        ids[row["product_id"]] = WRITTEN
                         entry = row.pop("review_entry")
                         if entry and sender is not None:
                             # Queued before written: a written product is always in the queue.
