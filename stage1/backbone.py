@@ -5,15 +5,16 @@ image tokens all read the maps returned by `Backbone.features()`.
 
 Default backbone: Google's ImageNet MobileNetV2 1.0/224 imported from TFLite
 (`agpis weights import`, see stage1/tflite_import.py), exported to ONNX in float32 and run by
-ONNX Runtime. Why not the int8 trunk it used to be (`agpis weights import --int8`, ~4x faster):
+ONNX Runtime. Why not the int8 trunk it used to be (`agpis weights import --int8`, ~2x faster):
 ONNX Runtime's uint8 x int8 kernels add pairs of products in int16 on x86 CPUs without VNNI
 (AVX2, AVX-512 before Cascade Lake) and saturate, while CPUs with VNNI add in int32. The same
 int8 file gave different maps on the two kinds of CPU, and the models trained on one kind's
 maps decided differently on the other: on 2026-12-07 the shipped default queued 3 of 11 clean
 real val listings on an AMD EPYC with AVX512-VNNI against 10 of 11 on the machine it was trained
-on, and its golden outputs failed. Float maps differ between CPUs only in rounding (~1e-6).
-Measured on the project's 2-core machine, 7 images at 224, one thread: float32 ~110 ms, int8
-~25 ms (`agpis bench stage1` has the current numbers).
+on, and its golden outputs failed (the cause, most likely; one kind of CPU was at hand:
+docs/evaluation.md, "One trunk, two answers"). Float maps differ between CPUs only in rounding.
+Measured on the project's 2-core machine, 7 images at 224, one thread, pads folded: float32
+~56 ms, int8 ~24 ms (the backbone column of `agpis bench stage1`).
 
 CONTRACT with stage 2 (stable; changes are announced in the commit message):
 `Stage1Result.features[candidate_id]` is a `numpy.ndarray`, dtype float32, shape (49, 1280):

@@ -26,7 +26,7 @@ def register(sub) -> None:
     p.add_argument("--source", type=Path, help="a .tflite file (default: the TF2 per-channel MobileNetV2 in ../shared)")
     p.add_argument("--out", type=Path, help="output directory (default: weights/mobilenet_v2)")
     p.add_argument("--int8", action="store_true",
-                   help="an int8 trunk (~4x faster) instead of float32: its maps differ between x86 CPUs with "
+                   help="an int8 trunk (~2x faster) instead of float32: its maps differ between x86 CPUs with "
                         "and without VNNI, so models trained on one kind decide differently on the other")
     p.set_defaults(func=_weights_import)
 
