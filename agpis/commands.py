@@ -312,6 +312,8 @@ def cmd_bench_batch(args) -> int:
         if not args.catalogue:
             raise SystemExit("--work-dir needs --catalogue N")
         return run_long(load_config(args), args)
+    if args.replay or args.report_only:
+        raise SystemExit("--replay and --report-only need --work-dir DIR")
     from agpis.batchbench import run_bench
 
     return run_bench(load_config(args), args)

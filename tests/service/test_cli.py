@@ -105,3 +105,8 @@ def test_review_cli_when_redis_is_down():
 def test_bad_configuration_is_reported():
     r = run(["review", "--set", "queue.nope=1", "stats"], check=False)
     assert r.returncode != 0 and "unknown setting 'queue.nope'" in r.stderr
+
+
+def test_bench_batch_replay_needs_a_work_dir():
+    r = run(["bench", "batch", "--replay", "--catalogue", "10"], check=False)
+    assert r.returncode != 0 and "--replay and --report-only need --work-dir DIR" in r.stderr
