@@ -217,7 +217,7 @@ def report(work: Path, cfg: Config) -> str:
                 "`agpis batch`'s driver, its Ray Data jobs, the read tasks (every image file read), the review "
                 "queue and the Parquet output as they are; the actors replay the pipeline's decisions on the "
                 "catalogue's 16 distinct products under each row's id instead of computing them "
-                "(agpis/batchreplay.py): the rows queued and written are real ones, ~40x faster. It measures "
+                "(agpis/batchreplay.py): the rows queued and written are real ones, ~20x the pipeline's rate. It measures "
                 "what lives as long as the job (the driver, Ray's GCS and raylet, the read workers, the queue) "
                 "over every product of the catalogue; it says nothing of the pipeline's speed or memory (the "
                 "pipeline actors start again with each chunk of `batch.chunk_products`). "]

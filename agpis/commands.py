@@ -95,7 +95,7 @@ def register_bench(sub) -> None:
     p.add_argument("--report-only", action="store_true", help="with --work-dir: rebuild the report, run nothing")
     p.add_argument("--replay", action="store_true",
                    help="with --work-dir: the driver over the whole catalogue, its actors replaying the pipeline's "
-                        "decisions on the distinct products (~40x faster; agpis/batchreplay.py)")
+                        "decisions on the distinct products (~20x the pipeline's rate; agpis/batchreplay.py)")
     p.add_argument("--no-doc", action="store_true", help="do not write docs/benchmarks.md")
     p.set_defaults(func=cmd_bench_batch)
 
