@@ -211,21 +211,21 @@ def report(work: Path, cfg: Config) -> str:
     niced = [k for k, r in runs.items() if r.get("nice", 0) > 0]
     replay = json.loads((work / "catalogue.json").read_text()).get("replay", False)
     if replay:
-        head = ["## Catalogue batch with replayed decisions: the driver over a whole catalogue "
-                "(`agpis bench batch --replay --work-dir`)", "",
-                f"Command: `agpis bench batch --replay --catalogue {once['catalogue']} --work-dir DIR`. "
-                "`agpis batch`'s driver, its Ray Data jobs, the read tasks (every image file read), the review "
-                "queue and the Parquet output as they are; the actors replay the pipeline's decisions on the "
-                "catalogue's 16 distinct products under each row's id instead of computing them "
-                "(agpis/batchreplay.py): the rows queued and written are real ones, ~20x the pipeline's rate. It measures "
-                "what lives as long as the job (the driver, Ray's GCS and raylet, the read workers, the queue) "
-                "over every product of the catalogue; it says nothing of the pipeline's speed or memory (the "
-                "pipeline actors start again with each chunk of `batch.chunk_products`). "]
+        title = ("## Catalogue batch with replayed decisions: the driver over a whole catalogue "
+                 "(`agpis bench batch --replay --work-dir`)")
+        intro = (f"Command: `agpis bench batch --replay --catalogue {once['catalogue']} --work-dir DIR`. "
+                 "`agpis batch`'s driver, its Ray Data jobs, the read tasks (every image file read), the review "
+                 "queue and the Parquet output as they are; the actors replay the pipeline's decisions on the "
+                 "catalogue's 16 distinct products under each row's id instead of computing them "
+                 "(agpis/batchreplay.py): the rows queued and written are real ones, ~20x the pipeline's rate. "
+                 "It measures what lives as long as the job (the driver, Ray's GCS and raylet, the read workers, "
+                 "the queue) over every product of the catalogue; it says nothing of the pipeline's speed or "
+                 "memory (the pipeline actors start again with each chunk of `batch.chunk_products`). ")
     else:
-        head = ["## Catalogue batch: a long catalogue over several runs (`agpis bench batch --work-dir`)", "",
-                f"Command: `agpis bench batch --catalogue {once['catalogue']} --work-dir DIR`, run again after each "
-                "stop: `agpis batch` resumes from what DIR's output holds. "]
-    lines = head[:-1] + [head[-1] + "The demo's 16 products of 7 ~800x800 JPEG "
+        title = "## Catalogue batch: a long catalogue over several runs (`agpis bench batch --work-dir`)"
+        intro = (f"Command: `agpis bench batch --catalogue {once['catalogue']} --work-dir DIR`, run again after "
+                 "each stop: `agpis batch` resumes from what DIR's output holds. ")
+    lines = [title, "", intro + "The demo's 16 products of 7 ~800x800 JPEG "
              "candidates repeated under new ids, review queue included (embedded Valkey in DIR). A run ends "
              "`killed` when it was stopped before the end (the session that ran it ended). "
              + (f"Rates are with the cores shared: runs {', '.join(str(k) for k in sorted(niced))} were started at "

@@ -23,7 +23,6 @@ runs and samples; agpis/batchlong.py). Its numbers say nothing of the pipeline's
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import sys
 from pathlib import Path
@@ -77,8 +76,8 @@ class Replay:
         tpl = self.templates.get(_key(row))
         if tpl is None:
             return batch.error_row(pid, "Replay: no template for this product's images", self.node_id)
-        out = copy.deepcopy(tpl)
-        out.update(product_id=pid, node_id=self.node_id)
+        # a shallow copy: only top-level values change, and the table is serialised before the driver sees it
+        out = {**tpl, "product_id": pid, "node_id": self.node_id}
         if out["review_entry"]:
             entry = json.loads(out["review_entry"])
             entry["product_id"] = entry["payload"]["product_id"] = pid

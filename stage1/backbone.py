@@ -50,6 +50,13 @@ class Preprocessing:
     interpolation: str = "area"  # cv2.INTER_AREA when shrinking, bilinear when enlarging
 
 
+def remove_other_trunks(directory: Path, keep: str) -> None:
+    """One trunk per directory: a float32 import or training run leaves no int8 file behind, nor
+    the reverse (backbone.json names the one in use)."""
+    for name in {ONNX_FILE, INT8_FILE} - {keep}:
+        (directory / name).unlink(missing_ok=True)
+
+
 @dataclass
 class BackboneInfo:
     name: str = "mobilenet_v2_1.0_224"

@@ -236,7 +236,7 @@ def run_import(source: Path, out_dir: Path, shared: Path, log=print, int8: bool 
     the card."""
     from safetensors.torch import save_file
 
-    from stage1.backbone import INT8_FILE, ONNX_FILE, Backbone, BackboneInfo, Preprocessing
+    from stage1.backbone import INT8_FILE, ONNX_FILE, Backbone, BackboneInfo, Preprocessing, remove_other_trunks
     from stage1.paths import TFLITE_DIR
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -260,8 +260,7 @@ def run_import(source: Path, out_dir: Path, shared: Path, log=print, int8: bool 
         log("exporting ONNX (float32)")
         export_f32_onnx(model, out_dir / onnx_file)
         quantisation = "none: float32, static TF pads folded into the convolutions"
-    for stale in {ONNX_FILE, INT8_FILE} - {onnx_file}:  # one trunk per directory
-        (out_dir / stale).unlink(missing_ok=True)
+    remove_other_trunks(out_dir, onnx_file)
     info = BackboneInfo(preprocessing=pp, source=source.name, source_sha256=sha256_file(source),
                         onnx_sha256=sha256_file(out_dir / onnx_file), quantisation=quantisation, onnx_file=onnx_file)
     info.write(out_dir / "backbone.json")

@@ -171,14 +171,13 @@ def save_stage1(model, out: Path, base_dir: Path, info: dict) -> Path:
     stage1.json describing both (config, outputs by name, sha256, provenance, metrics)."""
     from safetensors.torch import save_file
 
-    from stage1.backbone import BACKBONE_JSON, INT8_FILE, ONNX_FILE, BackboneInfo
+    from stage1.backbone import BACKBONE_JSON, BackboneInfo, remove_other_trunks
     from stage1.model import FORMAT, HEADS_FILE, MANIFEST
     from stage1.tflite_import import sha256_file
 
     out.mkdir(parents=True, exist_ok=True)
     onnx_file = BackboneInfo.read(base_dir / BACKBONE_JSON).onnx_file
-    for stale in {ONNX_FILE, INT8_FILE} - {onnx_file}:  # the trunk of an earlier version
-        (out / stale).unlink(missing_ok=True)
+    remove_other_trunks(out, onnx_file)  # the trunk of an earlier version
     for name in (onnx_file, BACKBONE_JSON):
         if (base_dir / name).resolve() != (out / name).resolve():
             shutil.copyfile(base_dir / name, out / name)
