@@ -130,8 +130,9 @@ def cmd_serve(args) -> int:
     _setup_logs(cfg)
     from agpis.service import AgpisServer
 
-    server = AgpisServer(cfg).start()
-    server.serve_forever()
+    server = AgpisServer(cfg)
+    stop = server.handle_signals()  # before the port opens: a SIGTERM from then on drains
+    server.start().serve_forever(stop)
     return 0
 
 

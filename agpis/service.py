@@ -446,12 +446,21 @@ class AgpisServer:
         except (OSError, ValueError) as e:
             log.error("api tokens NOT reloaded; the previous ones stay in use", extra={"error": str(e)})
 
-    def serve_forever(self) -> None:
-        """Block until SIGTERM/SIGINT, then stop gracefully. SIGHUP re-reads the api tokens."""
+    def handle_signals(self) -> threading.Event:
+        """Install the handlers: SIGTERM/SIGINT set the returned event (serve_forever then drains and
+        stops), SIGHUP re-reads the api tokens. Until then SIGHUP's default ends the process, so a
+        caller that announces itself (a port, a readiness line) installs them first."""
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
+        # reload_tokens looked up when signalled (a test wraps it)
         signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=self.reload_tokens).start())
+        return stop
+
+    def serve_forever(self, stop: threading.Event | None = None) -> None:
+        """Block until SIGTERM/SIGINT, then stop gracefully. SIGHUP re-reads the api tokens.
+        `stop`: handle_signals()'s event when the caller installed them already."""
+        stop = stop or self.handle_signals()
         stop.wait()
         log.info("signal received: draining in-flight calls", extra={"grace_s": self.config.server.grace_s})
         self.stop()

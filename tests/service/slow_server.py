@@ -13,7 +13,6 @@ if __name__ == "__main__":
     cfg = load(overrides=sys.argv[1:])
     pipeline = slow_pipeline(cfg, delay=1.5)
     server = AgpisServer(cfg, pipeline=pipeline).start().wait_ready(timeout=300)
-    print(server.port, flush=True)
     # after warm-up's own calls; one os.write per line, since print() from three threads interleaves
     pipeline.stage1.on_enter = lambda: os.write(sys.stdout.fileno(), b"entered\n")
     reload = server.reload_tokens
@@ -22,5 +21,9 @@ if __name__ == "__main__":
         reload()
         os.write(sys.stdout.fileno(), b"reloaded\n")
 
-    server.reload_tokens = reload_and_say  # serve_forever's SIGHUP handler looks it up when signalled
-    server.serve_forever()
+    server.reload_tokens = reload_and_say  # the SIGHUP handler looks it up when signalled
+    # Handlers before the port: the test signals as soon as it reads it (a SIGHUP before them
+    # ended the process, a failure seen under a full test run's load).
+    stop = server.handle_signals()
+    print(server.port, flush=True)
+    server.serve_forever(stop)
