@@ -13,8 +13,8 @@ Why the driver writes the output rather than `Dataset.write_parquet`: it queues 
 it writes its row, and writes each file atomically (temporary name, then rename). A job killed
 anywhere leaves only whole files, every written product is already queued, and a product queued
 but not written is computed again and found in the queue by the idempotent producer
-(ALREADY_ENQUEUED). The driver also keeps every written product id, so no product is written
-twice: not after a restarted actor redid a batch, not when the input repeats a product.
+(ALREADY_ENQUEUED). The driver also keeps every product id (on disk: Ledger), so no product is
+written twice: not after a restarted actor redid a batch, not when the input repeats a product.
 
 A bad row or an unreadable image becomes an output row with status ERROR and its error; the job
 goes on. Plain paths and file:// URIs are read as they are (the operator's own catalogue, as in
@@ -27,6 +27,7 @@ import hashlib
 import json
 import logging
 import os
+import sqlite3
 import sys
 import time
 import urllib.parse
@@ -384,14 +385,47 @@ def output_files(out: Path) -> list[Path]:
     return sorted(out.glob("part-*.parquet"))
 
 
-def written_ids(out: Path) -> set[str]:
-    """Product ids already in `out`; temporary files of a killed job are removed (their rows are redone)."""
-    for tmp in out.glob(".part-*.tmp"):
-        tmp.unlink()
-    ids: set[str] = set()
-    for path in output_files(out):
-        ids.update(pq.read_table(path, columns=["product_id"]).column(0).to_pylist())
-    return ids
+class Ledger:
+    """Every product id of the job and its state (WRITTEN_BEFORE, TAKEN, WRITTEN), on disk: a SQLite
+    file in --out that each run builds again from the output files, so it never disagrees with them.
+
+    Exactly-once needs every id of the catalogue; held in the driver's memory they grew it ~10 MiB
+    per 100,000 products (a dict; two sets before it: twice that), the one part of the job that
+    grew with the catalogue by design (docs/benchmarks.md). Here they take ~10 MB of disk per 100,000
+    and the driver a page cache of a few MiB. No durability asked of SQLite (no journal, no sync):
+    the file is rebuilt by the next run. Temporary files of a killed job are removed (their rows are
+    redone), as is the ledger it left."""
+
+    def __init__(self, out: Path, cache_mib: int = 4):
+        for stale in [*out.glob(".part-*.tmp"), *out.glob(".ids-*.sqlite")]:
+            stale.unlink()
+        self.path = out / f".ids-{uuid.uuid4().hex[:8]}.sqlite"
+        self.db = sqlite3.connect(self.path, isolation_level=None)
+        for pragma in ("journal_mode=OFF", "synchronous=OFF", f"cache_size=-{cache_mib * 1024}"):
+            self.db.execute(f"PRAGMA {pragma}")
+        self.db.execute("CREATE TABLE ids (id TEXT PRIMARY KEY, state INTEGER NOT NULL) WITHOUT ROWID")
+        self.db.execute("BEGIN")
+        for path in output_files(out):
+            ids = pq.read_table(path, columns=["product_id"]).column(0).to_pylist()
+            self.db.executemany("INSERT OR IGNORE INTO ids VALUES (?, ?)", ((i, WRITTEN_BEFORE) for i in ids))
+        self.written_before = self.db.execute("SELECT count(*) FROM ids").fetchone()[0]
+        self.commit()
+
+    def get(self, pid: str) -> int | None:
+        row = self.db.execute("SELECT state FROM ids WHERE id = ?", (pid,)).fetchone()
+        return row[0] if row else None
+
+    def set(self, pid: str, state: int) -> None:
+        self.db.execute("INSERT OR REPLACE INTO ids VALUES (?, ?)", (pid, state))
+
+    def commit(self) -> None:
+        """End the open transaction (one per chunk: single statements would each be one) and start the next."""
+        self.db.execute("COMMIT")
+        self.db.execute("BEGIN")
+
+    def close(self) -> None:
+        self.db.close()
+        self.path.unlink(missing_ok=True)
 
 
 def summarize(out: Path) -> dict[str, Any]:
@@ -483,19 +517,18 @@ def run_batch(cfg: Config, input_path: str, out: str | Path, address: str = "", 
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    # Every product id of the job, once: what exactly-once costs the driver, and it grows with the
-    # catalogue by design (~100 bytes an id, ~10 MiB per 100,000 products; it was two sets of the
-    # same ids, twice that: docs/benchmarks.md, the replayed catalogue).
-    # WRITTEN_BEFORE: in --out when the run started; TAKEN: sent to the pipeline in this run;
-    # WRITTEN: written by this run (a block redone by a restarted actor is not written twice).
-    ids = dict.fromkeys(written_ids(out), WRITTEN_BEFORE)
-    result = BatchResult(out, skipped=len(ids))
+    # Every product id of the job, once, on disk (Ledger). WRITTEN_BEFORE: in --out when the run
+    # started; TAKEN: sent to the pipeline in this run; WRITTEN: written by this run (a block redone
+    # by a restarted actor is not written twice).
+    result = BatchResult(out)
     local = "://" not in input_path or input_path.startswith("file://")
     base = str(Path(urllib.parse.urlsplit(input_path).path).resolve().parent) if local else None
-    started = _init_ray(address or cfg.batch.address or os.environ.get("RAY_ADDRESS", ""), cfg.batch.object_store_mb)
-    sender = None
-    t0 = time.perf_counter()
+    ids, sender, started = None, None, False
     try:
+        ids = Ledger(out)
+        result.skipped = ids.written_before
+        started = _init_ray(address or cfg.batch.address or os.environ.get("RAY_ADDRESS", ""), cfg.batch.object_store_mb)
+        t0 = time.perf_counter()
         # Ray Data's own bars count blocks per operator; ours below counts products (products/s, ETA).
         ray.data.DataContext.get_current().enable_progress_bars = False
         total = count_rows(input_path)
@@ -520,7 +553,7 @@ def run_batch(cfg: Config, input_path: str, out: str | Path, address: str = "", 
                         result.repeated += 1
                         bar.update(1)
                         continue
-                    ids[pid] = TAKEN
+                    ids.set(pid, TAKEN)
                     todo.append(i)
                 if not todo:
                     continue
@@ -539,7 +572,7 @@ def run_batch(cfg: Config, input_path: str, out: str | Path, address: str = "", 
                         if ids.get(row["product_id"]) in (WRITTEN_BEFORE, WRITTEN):
                             result.repeated += 1
                             continue
-                        ids[row["product_id"]] = WRITTEN
+                        ids.set(row["product_id"], WRITTEN)
                         entry = row.pop("review_entry")
                         if entry and sender is not None:
                             # Queued before written: a written product is always in the queue.
@@ -549,8 +582,11 @@ def run_batch(cfg: Config, input_path: str, out: str | Path, address: str = "", 
                         result.new += 1
                         result.last_s = time.perf_counter() - t0
                         result.first_s = result.first_s or result.last_s
+                ids.commit()
             writer.flush()
     finally:
+        if ids is not None:
+            ids.close()
         if sender is not None:
             sender.close()
         if started:

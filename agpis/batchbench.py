@@ -194,7 +194,7 @@ def tree_memory(pid: int) -> dict[str, float | None]:
     (`object_store`); and `footprint`: the sum of their PSS outside the store plus the store's resident
     pages, i.e. every page counted once, those only the store holds included: the job's true size."""
     rss = pss = uss = store_pss = queue_pss = gcs_pss = 0
-    driver_pss = driver_own = None
+    driver_pss = driver_own = driver_anon = None
     raylet = None
     for p in descendants(pid):
         r = smaps_rollup(p)
@@ -208,6 +208,9 @@ def tree_memory(pid: int) -> dict[str, float | None]:
         if p == pid:
             driver_pss = r.get("Pss", 0) / 1024
             driver_own = (r.get("Pss", 0) - in_store) / 1024  # its share of the store's pages left out
+            # its heap and other private memory: no library's code pages (which a process maps as it
+            # first runs them, bounded by their files), no store pages
+            driver_anon = r.get("Anonymous", 0) / 1024
         try:
             comm = (Path("/proc") / str(p) / "comm").read_text().strip()
         except OSError:
@@ -221,7 +224,7 @@ def tree_memory(pid: int) -> dict[str, float | None]:
     store = object_store(raylet) if raylet else {"store_resident": None, "store_used": None, "store_capacity": None}
     footprint = (pss - store_pss) / 1024 + store["store_resident"] if store["store_resident"] is not None else None
     return {"rss": rss / 1024, "pss": pss / 1024, "uss": uss / 1024, "driver_pss": driver_pss,
-            "footprint": footprint, "queue_pss": queue_pss / 1024, "driver_own": driver_own, "gcs_pss": gcs_pss / 1024,
+            "footprint": footprint, "queue_pss": queue_pss / 1024, "driver_own": driver_own, "driver_anon": driver_anon, "gcs_pss": gcs_pss / 1024,
             **store}
 
 

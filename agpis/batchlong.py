@@ -239,14 +239,14 @@ def report(work: Path, cfg: Config) -> str:
              "grows as it maps more of the store (a 512 MiB file) with no new memory.", "",
              "| run | started (UTC) | ended | products written | minutes | products/s | footprint MiB first / median / max / last | "
              "without the queue | slope without the queue, MiB/min, 1st / 2nd half | driver outside the object store "
-             "(MiB) |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "(MiB) | driver's anonymous memory (MiB) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     per_run = [_run_numbers(k, runs[k], starts, files, samples) for k in sorted(runs)]
     for k, r, rows, end, ss, trend in per_run:
         rate = rows / (end - r["start"]) if end > r["start"] else 0.0
         slopes = " / ".join(f"{trend[h]['job']['slope']:+.1f}" for h in ("first", "second") if h in trend) or "–"
         lines.append(f"| {k} | {_utc(r['start'])} | {'done' if 'end' in r else 'killed'} {_utc(end)} | {rows} | "
                      f"{(end - r['start']) / 60:.0f} | {rate:.2f} | {_mem(ss, 'footprint')} | {_mem(ss, 'job')} | "
-                     f"{slopes} | {_mem(ss, 'driver_own')} |")
+                     f"{slopes} | {_mem(ss, 'driver_own')} | {_mem(ss, 'driver_anon')} |")
     lines += ["", "Per run, every key of the sampler (MiB/min over each half after warm-up; the keys as in the "
                   "5,000-product section above):", "",
               "| run | half | minutes | " + " | ".join(MEMORY_KEYS) + " |", "|---|---|---|" + "---|" * len(MEMORY_KEYS)]
@@ -255,11 +255,13 @@ def report(work: Path, cfg: Config) -> str:
             lines.append(f"| {k} | {half} | {h['t0'] / 60:.0f}-{h['t1'] / 60:.0f} | "
                          + " | ".join(f"{h[key]['slope']:+.1f}" for key in MEMORY_KEYS) + " |")
     lines += ["", "By products written, over all runs (the first sample at or after each tenth of the catalogue; "
-                  "MiB): the driver's own memory (outside the object store), Ray's GCS, the footprint without the "
+                  "MiB): the driver's own memory (outside the object store), of it its anonymous memory (heap and "
+                  "other private pages: no library code, no store pages), Ray's GCS, the footprint without the "
                   "review queue, and the queue's Valkey (its data, by design):", "",
-              "| products written | run | minute of the run | driver | GCS | footprint without the queue | queue |",
-              "|---|---|---|---|---|---|---|"]
-    lines += [f"| {w} | {s['run']} | {s['t'] / 60:.1f} | {_f(s.get('driver_own'))} | {_f(s.get('gcs_pss'))} | "
+              "| products written | run | minute of the run | driver | driver anonymous | GCS | footprint without the queue | queue |",
+              "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {w} | {s['run']} | {s['t'] / 60:.1f} | {_f(s.get('driver_own'))} | {_f(s.get('driver_anon'))} | "
+              f"{_f(s.get('gcs_pss'))} | "
               f"{_f(s.get('footprint') - s.get('queue_pss', 0.0) if s.get('footprint') is not None else None)} | "
               f"{_f(s.get('queue_pss'))} |" for w, s in by_written(samples, files, once["catalogue"])]
     done = once["distinct"] == once["catalogue"] and once["missing"] == 0

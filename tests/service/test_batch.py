@@ -151,6 +151,7 @@ def test_a_killed_run_resumed_writes_and_queues_every_product_exactly_once(tmp_p
     before = _rows(out)
     total = N_GOOD + len(bad)
     assert 0 < len(before) < total, "the kill did not land mid-run"
+    assert len(list(out.glob(".ids-*.sqlite"))) == 1  # the killed run's ledger, left behind
 
     result = batch.run_batch(_cfg(queue_cfg, rows_per_file=2, batch_size=2), str(path), out, progress=False)
     rows = _rows(out)
@@ -159,7 +160,28 @@ def test_a_killed_run_resumed_writes_and_queues_every_product_exactly_once(tmp_p
     assert result.skipped == len(before) and result.new == total - len(before)
     queued = Counter(r["product_id"] for r in rows if r["status"] == "QUEUED")
     assert queued and _queued_products(rclient, queue_cfg.stream) == queued  # none twice, none missing
-    assert not list(out.glob(".part-*"))
+    assert not list(out.glob(".part-*")) and not list(out.glob(".ids-*"))  # the resumed run removed both
+
+
+def test_the_ledger_starts_from_the_output_files_and_keeps_states_on_disk(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    row = {k: None for k in batch.OUTPUT_SCHEMA.names}
+    for name, ids in (("part-1.parquet", ["a", "b"]), ("part-2.parquet", ["c"])):
+        pq.write_table(pa.Table.from_pylist([{**row, "product_id": i} for i in ids], schema=batch.OUTPUT_SCHEMA), out / name)
+    (out / ".part-3.parquet.tmp").write_bytes(b"half a file")
+    (out / ".ids-dead.sqlite").write_bytes(b"a killed run's ledger")
+    ledger = batch.Ledger(out)
+    try:
+        assert ledger.written_before == 3 and not list(out.glob(".part-*")) and ledger.path.exists()
+        assert [ledger.get(i) for i in "abcd"] == [batch.WRITTEN_BEFORE] * 3 + [None]
+        ledger.set("d", batch.TAKEN)
+        ledger.commit()
+        ledger.set("d", batch.WRITTEN)
+        assert ledger.get("d") == batch.WRITTEN
+    finally:
+        ledger.close()
+    assert sorted(p.name for p in out.iterdir()) == ["part-1.parquet", "part-2.parquet"]
 
 
 def _actor_pids() -> set[int]:
