@@ -163,11 +163,14 @@ def exactly_once(work: Path, cfg: Config) -> dict:
 
 def _run_numbers(k: int, r: dict, starts: list[float], files: list[tuple[float, int]], samples: list[dict]):
     """One run's (k, record, rows written, end time, samples with `job` (the footprint without the
-    queue's Valkey), memory trend after warm-up: its first output file to its last)."""
+    queue's Valkey), memory trend after warm-up: its first output file to its last). Samples after
+    its last file are left out when it ended by itself: it then stopped Ray and the queue and summed up
+    its output (a killed run was still working)."""
     nxt = min([s for s in starts if s > r["start"]], default=float("inf"))
     mine = [(t, n) for t, n in files if r["start"] <= t < nxt]
+    last = mine[-1][0] if mine and "end" in r else float("inf")
     ss = [{**s, "job": s["footprint"] - s.get("queue_pss", 0.0) if s.get("footprint") is not None else None}
-          for s in samples if s.get("run") == k]
+          for s in samples if s.get("run") == k and s["wall"] <= last]
     end = r.get("end") or (ss[-1]["wall"] if ss else r["start"])
     trend = memory_trend(ss, mine[0][0] - r["start"], mine[-1][0] - r["start"], MEMORY_KEYS + ("job",)) \
         if len(mine) > 1 and ss else {}
@@ -263,7 +266,8 @@ def report(work: Path, cfg: Config) -> str:
     lines += [f"| {w} | {s['run']} | {s['t'] / 60:.1f} | {_f(s.get('driver_own'))} | {_f(s.get('driver_anon'))} | "
               f"{_f(s.get('gcs_pss'))} | "
               f"{_f(s.get('footprint') - s.get('queue_pss', 0.0) if s.get('footprint') is not None else None)} | "
-              f"{_f(s.get('queue_pss'))} |" for w, s in by_written(samples, files, once["catalogue"])]
+              f"{_f(s.get('queue_pss'))} |" for w, s in by_written([s for *_, ss, _ in per_run for s in ss], files,
+                                                            once["catalogue"])]
     done = once["distinct"] == once["catalogue"] and once["missing"] == 0
     lines += ["", f"Exactly once, over all runs: {once['rows']} output rows, {once['distinct']} distinct products "
                   f"of the catalogue's {once['catalogue']} ({once['twice']} written twice, {once['missing']} not yet "

@@ -145,6 +145,9 @@ class BatchConfig:
     # (docs/benchmarks.md); blocks of larger images may want more (beyond the store Ray spills to
     # disk: slower, not failing). 0: Ray's default.
     object_store_mb: int = 512
+    # glibc malloc arenas in the driver (agpis.malloc.limit_arenas); 0: glibc's default (8 per core).
+    # Ray's core-worker threads each took one, and the driver's memory crept up over a catalogue.
+    malloc_arenas: int = 2
 
 
 @dataclass

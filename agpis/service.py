@@ -13,7 +13,6 @@ error id that the message repeats). Authentication, admission and arrival times:
 from __future__ import annotations
 
 import collections
-import ctypes
 import ipaddress
 import logging
 import signal
@@ -27,7 +26,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from agpis import metrics
+from agpis import malloc, metrics
 from agpis.config import Config
 from agpis.convert import decision_to_proto, error_response
 from agpis.gate import ARRIVED, BadRequest, Gate, Tokens
@@ -149,7 +148,7 @@ class SequenceServicer(pb_grpc.SequenceServiceServicer):
                 trim = self._heavy and self._busy == 0
                 self._heavy = self._heavy and not trim
             if trim:
-                _trim_heap()
+                malloc.trim_heap()
             elapsed = time.perf_counter() - t0
             metrics.REQUESTS.labels(method, code).inc()
             metrics.LATENCY.labels(method).observe(elapsed)
@@ -307,7 +306,7 @@ class AgpisServer:
                              "127.0.0.1")
         if bool(srv.tls_cert_file) != bool(srv.tls_key_file):
             raise ValueError("server.tls_cert_file and server.tls_key_file go together: set both or neither")
-        _return_freed_memory_promptly()
+        malloc.return_freed_memory_promptly()
         self.models = ModelHolder()
         self._given_pipeline = pipeline
         self.review = None
@@ -475,32 +474,3 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _trim_heap() -> None:
-    """Hand the heap's free pages back to the system (glibc's malloc_trim) when no call is in
-    flight: what a burst of large requests freed would otherwise stay in the process's RSS."""
-    if _LIBC is not None:
-        _LIBC.malloc_trim(0)
-
-
-def _return_freed_memory_promptly() -> None:
-    """Have glibc give large freed blocks back to the system at once.
-
-    Decoding a large image allocates in blocks of up to 16 MB (PIL), and glibc raises its mmap
-    threshold each time such a block is freed, so later blocks come from per-thread heaps that
-    are never returned: 2 GB stayed held after ten large PNGs. A fixed threshold keeps blocks of
-    4 MB and more in their own mappings, unmapped when freed. Not glibc: nothing to do.
-    """
-    if _LIBC is not None:
-        _LIBC.mallopt(-3, 4 * 1024 * 1024)  # M_MMAP_THRESHOLD
-
-
-def _glibc():
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.malloc_trim, libc.mallopt  # noqa: B018 - both exist in glibc only
-        return libc
-    except (OSError, AttributeError):
-        return None
-
-
-_LIBC = _glibc()

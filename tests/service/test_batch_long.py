@@ -32,6 +32,8 @@ def test_report_counts_each_run_and_checks_every_product_once(tmp_path):
     (work / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in runs))
     samples = [{"run": k, "t": t, "wall": t0 + 600 * k + t, "footprint": 1000.0 + t, "queue_pss": 5.0,
                 "driver_own": 150.0} for k in (0, 1) for t in (15.0, 30.0, 45.0, 60.0)]
+    # run 1 after its last file: Ray and the queue stopped, the output summed up
+    samples.append({"run": 1, "t": 90.0, "wall": t0 + 690, "footprint": 500.0, "queue_pss": 0.0, "driver_own": 150.0})
     (work / "memory.jsonl").write_text("".join(json.dumps(s) + "\n" for s in samples) + '{"cut by a kill')
     out = work / "out"
     _part(out, t0 + 30, [("big-000000", "QUEUED"), ("big-000001", "REJECTED")])  # run 0, then killed
@@ -53,6 +55,8 @@ def test_report_counts_each_run_and_checks_every_product_once(tmp_path):
     assert runs_table[1].startswith("| 1 |") and "| done " in runs_table[1] and "| 4 |" in runs_table[1]
     # footprint, then without the queue's 5 MiB: first / median / max / last of its samples
     assert "| 1015 / 1045 / 1060 / 1060 | 1010 / 1040 / 1055 / 1055 |" in runs_table[0]
+    # run 1 ended by itself: its samples after its last file (t0 + 660: the job summing up) left out
+    assert "| 1015 / 1045 / 1060 / 1060 | 1010 / 1040 / 1055 / 1055 |" in runs_table[1]
     assert ("6 output rows, 5 distinct products of the catalogue's 6 (1 written twice, 1 not yet written, "
             "0 not in the catalogue)") in text
     assert "4 entries for 3 QUEUED rows; products with more than one entry: 0; QUEUED rows without an " \
