@@ -391,10 +391,11 @@ class Ledger:
 
     Exactly-once needs every id of the catalogue; held in the driver's memory they grew it ~10 MiB
     per 100,000 products (a dict; two sets before it: twice that), the one part of the job that
-    grew with the catalogue by design (docs/benchmarks.md). Here they take 1.8 MB of disk per 100,000
-    (built in ~0.5 s; 100,000 lookups ~0.2 s) and the driver a page cache of at most `cache_mib`. No durability asked of SQLite (no journal, no sync):
-    the file is rebuilt by the next run. Temporary files of a killed job are removed (their rows are
-    redone), as is the ledger it left."""
+    grew with the catalogue by design (docs/benchmarks.md). Here they take 1.8 MB of disk per
+    100,000 (built in ~0.5 s; 100,000 lookups ~0.2 s) and the driver a page cache of at most
+    `cache_mib`. No durability asked of SQLite (no journal, no sync): the file is rebuilt by the
+    next run. Temporary files of a killed job are removed (their rows are redone), as is the
+    ledger it left."""
 
     def __init__(self, out: Path, cache_mib: int = 4):
         for stale in [*out.glob(".part-*.tmp"), *out.glob(".ids-*.sqlite")]:

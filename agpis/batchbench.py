@@ -224,8 +224,8 @@ def tree_memory(pid: int) -> dict[str, float | None]:
     store = object_store(raylet) if raylet else {"store_resident": None, "store_used": None, "store_capacity": None}
     footprint = (pss - store_pss) / 1024 + store["store_resident"] if store["store_resident"] is not None else None
     return {"rss": rss / 1024, "pss": pss / 1024, "uss": uss / 1024, "driver_pss": driver_pss,
-            "footprint": footprint, "queue_pss": queue_pss / 1024, "driver_own": driver_own, "driver_anon": driver_anon, "gcs_pss": gcs_pss / 1024,
-            **store}
+            "footprint": footprint, "queue_pss": queue_pss / 1024, "driver_own": driver_own,
+            "driver_anon": driver_anon, "gcs_pss": gcs_pss / 1024, **store}
 
 
 def slope(samples: list[dict], key: str) -> float:
