@@ -190,7 +190,8 @@ def tree_memory(pid: int) -> dict[str, float | None]:
     page they have mapped counts once; the store's pages that no process has touched (only the store
     holds them) are missing, so the job's true footprint lies between `pss` and `pss` +
     `store_resident`; `uss`: the sum of the pages that only one process maps (a store page touched by
-    one process only counts too); `driver_pss`: the driver alone (`pid`); the object store
+    one process only counts too); `driver_pss`: the driver alone (`pid`), `driver_own` the same
+    without its share of the store's pages, `driver_anon` its anonymous (heap) memory; the object store
     (`object_store`); and `footprint`: the sum of their PSS outside the store plus the store's resident
     pages, i.e. every page counted once, those only the store holds included: the job's true size."""
     rss = pss = uss = store_pss = queue_pss = gcs_pss = 0
