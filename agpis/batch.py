@@ -385,6 +385,10 @@ def output_files(out: Path) -> list[Path]:
     return sorted(out.glob("part-*.parquet"))
 
 
+class LedgerError(RuntimeError):
+    """The ledger could not be made in --out (agpis batch exits with its message)."""
+
+
 class Ledger:
     """Every product id of the job and its state (WRITTEN_BEFORE, TAKEN, WRITTEN), on disk: a SQLite
     file in --out that each run builds again from the output files, so it never disagrees with them.
@@ -401,10 +405,19 @@ class Ledger:
         for stale in [*out.glob(".part-*.tmp"), *out.glob(".ids-*.sqlite")]:
             stale.unlink()
         self.path = out / f".ids-{uuid.uuid4().hex[:8]}.sqlite"
-        self.db = sqlite3.connect(self.path, isolation_level=None)
-        for pragma in ("journal_mode=OFF", "synchronous=OFF", f"cache_size=-{cache_mib * 1024}"):
-            self.db.execute(f"PRAGMA {pragma}")
-        self.db.execute("CREATE TABLE ids (id TEXT PRIMARY KEY, state INTEGER NOT NULL) WITHOUT ROWID")
+        self.db = None
+        try:
+            self.db = sqlite3.connect(self.path, isolation_level=None)
+            # One process, one connection: the file lock is taken once and kept (fewer lock calls,
+            # which some network filesystems get wrong).
+            for pragma in ("locking_mode=EXCLUSIVE", "journal_mode=OFF", "synchronous=OFF",
+                           f"cache_size=-{cache_mib * 1024}"):
+                self.db.execute(f"PRAGMA {pragma}")
+            self.db.execute("CREATE TABLE ids (id TEXT PRIMARY KEY, state INTEGER NOT NULL) WITHOUT ROWID")
+        except sqlite3.Error as e:
+            self.close()
+            raise LedgerError(f"{self.path}: the job's ledger of product ids could not be made there ({e}); "
+                               "--out must be on a filesystem SQLite can lock (a local disk or a block volume)") from e
         self.db.execute("BEGIN")
         for path in output_files(out):
             ids = pq.read_table(path, columns=["product_id"]).column(0).to_pylist()
@@ -425,7 +438,8 @@ class Ledger:
         self.db.execute("BEGIN")
 
     def close(self) -> None:
-        self.db.close()
+        if self.db is not None:
+            self.db.close()
         self.path.unlink(missing_ok=True)
 
 

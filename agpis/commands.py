@@ -199,10 +199,14 @@ def summary(d) -> str:
 def cmd_batch(args) -> int:
     cfg = load_config(args)
     _setup_logs(cfg, quiet=True)
-    from agpis.batch import format_summary, run_batch
+    from agpis.batch import LedgerError, format_summary, run_batch
 
-    result = run_batch(cfg, args.input, args.out, address=args.address, review=not args.skip_review,
-                       progress=not args.no_progress)
+    try:
+        result = run_batch(cfg, args.input, args.out, address=args.address, review=not args.skip_review,
+                           progress=not args.no_progress)
+    except LedgerError as e:
+        print(f"agpis batch: {e}", file=sys.stderr)
+        return 2
     print(format_summary(result))
     return 0
 

@@ -184,6 +184,18 @@ def test_the_ledger_starts_from_the_output_files_and_keeps_states_on_disk(tmp_pa
     assert sorted(p.name for p in out.iterdir()) == ["part-1.parquet", "part-2.parquet"]
 
 
+def test_a_ledger_that_cannot_be_made_is_a_clear_error_and_leaves_nothing(tmp_path, monkeypatch):
+    import sqlite3
+
+    def refuse(*_, **__):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(batch.sqlite3, "connect", refuse)
+    with pytest.raises(batch.LedgerError, match="disk I/O error.*filesystem SQLite can lock"):
+        batch.Ledger(tmp_path)
+    assert not list(tmp_path.iterdir())
+
+
 def _actor_pids() -> set[int]:
     """This test process's Decide actors: Ray titles an actor's process "ray::MapWorker(MapBatches(Decide))"
     (the state API would need the dashboard). Only our descendants: another test run may share the machine."""
