@@ -1,7 +1,7 @@
 """The learned stage 1 (paper §3.3): primary image, non-compliant removal, duplicate removal,
 candidate sequences; every removal with a rule id, a sentence and, where there is one, a box.
 
-One request, 7 images: one resize to 224 per image, ONE batched backbone forward (int8 ONNX)
+One request, 7 images: one resize to 224 per image, ONE batched backbone forward (float32 ONNX)
 whose maps feed the heads, the duplicate detector and stage 2; EdgeBoxes, the checks and the
 colours (stage1/colour.py) run on a second thread meanwhile. Then the heads (numpy), the text detector on at most a couple of
 suspected images, the decisions, and the duplicate matching among the survivors.
@@ -134,8 +134,8 @@ class LearnedStage1:
             clock("resize", lambda: self._both_threads(lambda im: resize_224([im.pixels], size)[0], list(images)))
 
         # EdgeBoxes, the checks and the colours, one task per image, taken by a second thread while the
-        # backbone runs and by this thread too once it is done (OpenCV releases the GIL): with the
-        # folded int8 trunk the backbone finishes first, and the rest is shared by both cores.
+        # backbone runs and by this thread too once it is done (OpenCV releases the GIL): once the
+        # backbone finishes, the rest is shared by both cores.
         from stage1 import colour
 
         props: list = [None] * len(images)

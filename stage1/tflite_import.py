@@ -265,7 +265,7 @@ def run_import(source: Path, out_dir: Path, shared: Path, log=print, int8: bool 
                         onnx_sha256=sha256_file(out_dir / onnx_file), quantisation=quantisation, onnx_file=onnx_file)
     info.write(out_dir / "backbone.json")
 
-    # Checks: the float model agrees with TFLite; the int8 trunk agrees with the float model.
+    # Checks: the float model agrees with TFLite; the ONNX trunk (float32 or int8) agrees with it.
     photos = [load_rgb(p, pp.size) for p in check_photos(shared)]
     x = torch.from_numpy(np.ascontiguousarray(preprocess(photos, pp)))
     with torch.no_grad():
