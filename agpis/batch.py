@@ -279,9 +279,11 @@ class Decide:
 
         from agpis.pipeline import Pipeline
 
-        # The actors share the cores between them: each computes with few threads.
+        # The actors share the cores between them: each computes with few threads, and with one,
+        # without stage 1's side thread (the other actors already keep the cores busy).
         n = cfg.batch.threads_per_actor
         cfg.pipeline.threads, cfg.stage1.threads, cfg.stage2.onnx_threads = n, n, n
+        cfg.stage1.side_thread = cfg.stage1.side_thread and n > 1
         self.cfg = cfg
         self.pipeline = Pipeline.load(config=cfg)
         # Outside Ray (a test calling the actor directly) there is no node, and asking would start Ray.

@@ -110,7 +110,9 @@ class Backbone:
     """ONNX Runtime session of the MobileNetV2 trunk (float32, or int8 in older directories); see the
     module docstring."""
 
-    def __init__(self, directory: str | Path = DEFAULT_DIR, threads: int = 1):
+    def __init__(self, directory: str | Path = DEFAULT_DIR, threads: int = 1, max_batch: int = 0):
+        """`max_batch`: images per ONNX call at most (0: all given at once); see
+        Stage1Config.backbone_batch."""
         import onnxruntime as ort
 
         directory = Path(directory)
@@ -134,6 +136,7 @@ class Backbone:
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
         self.directory = directory
+        self.max_batch = max_batch
 
     @property
     def preprocessing(self) -> Preprocessing:
@@ -142,13 +145,15 @@ class Backbone:
     def features(self, images: list[np.ndarray]) -> dict[str, np.ndarray]:
         """RGB uint8 images -> {"patch": (B, 14, 14, 576), "final": (B, 49, 1280)} float32.
 
-        One batched forward pass. "patch" is channels-last for region pooling; "final" is
-        already the stage 2 token layout (row-major 7x7)."""
+        Batched forward passes of at most `max_batch` images. "patch" is channels-last for region
+        pooling; "final" is already the stage 2 token layout (row-major 7x7)."""
         if not images:
             return {"patch": np.zeros((0, 14, 14, self.info.patch_channels), np.float32),
                     "final": np.zeros((0, 49, self.info.final_channels), np.float32)}
         x = np.ascontiguousarray(preprocess(images, self.preprocessing))
-        patch, final = self.session.run(["patch", "final"], {"x": x})
+        step = self.max_batch or len(x)
+        outs = [self.session.run(["patch", "final"], {"x": x[i:i + step]}) for i in range(0, len(x), step)]
+        patch, final = (outs[0][k] if len(outs) == 1 else np.concatenate([o[k] for o in outs]) for k in (0, 1))
         b, c = final.shape[:2]
         return {"patch": patch.transpose(0, 2, 3, 1), "final": final.reshape(b, c, -1).transpose(0, 2, 1)}
 

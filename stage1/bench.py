@@ -77,3 +77,38 @@ def markdown(r: dict, target_ms: float = 100.0) -> str:
             f"`wait_side_thread` what the main thread then still waited:\n\n"
             f"| " + " | ".join(r["steps_p50"]) + " |\n" + "|---" * len(r["steps_p50"]) + "|\n| " + steps + " |\n\n"
             f"Target: stage 1 p50 <= {target_ms:.0f} ms on 2 cores: **{verdict}** ({r['stage1_p50']:.1f} ms).")
+
+
+def backbone_batch_sizes(directory, sizes: tuple[int, ...] = (1, 2, 4, 7, 14, 28, 56), threads: tuple[int, ...] = (1, 2),
+                         seconds: float = 2.0, log=print) -> dict[int, dict[int, float]]:
+    """CPU ms per image of the backbone's ONNX call at each call size, per thread count: CPU time
+    (all threads), since on a shared machine that is what a call costs the others. Random 224x224
+    images: the trunk's cost does not depend on the pixels. -> {threads: {size: ms per image}}."""
+    from stage1.backbone import Backbone
+
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, (224, 224, 3), dtype=np.uint8) for _ in range(max(sizes))]
+    out: dict[int, dict[int, float]] = {}
+    for t in threads:
+        backbone = Backbone(directory, threads=t)  # max_batch 0: each call is exactly `size` images
+        out[t] = {}
+        for size in sizes:
+            for _ in range(2):  # the first calls of a new shape plan its memory
+                backbone.features(images[:size])
+            t0, n = time.process_time(), 0
+            while time.process_time() - t0 < seconds:
+                backbone.features(images[:size])
+                n += size
+            out[t][size] = (time.process_time() - t0) * 1000 / n
+            log(f"{t} thread(s), {size} image(s) per call: {out[t][size]:.2f} CPU ms per image")
+    return out
+
+
+def backbone_batch_markdown(r: dict[int, dict[int, float]], version: str) -> str:
+    sizes = list(next(iter(r.values())))
+    return (f"Command: `agpis bench stage1 --backbone-batch`. The backbone of stage 1 {version} (one ONNX Runtime "
+            f"session, float32), random 224x224 images, CPU ms per image (all threads) by images per call; "
+            f"{os.cpu_count()} cores, 1-min load average at the end {os.getloadavg()[0]:.1f}. "
+            f"`stage1.backbone_batch` caps the images per call.\n\n"
+            f"| threads | " + " | ".join(str(s) for s in sizes) + " |\n|---" + "|---" * len(sizes) + "|\n"
+            + "".join(f"| {t} | " + " | ".join(f"{v:.2f}" for v in row.values()) + " |\n" for t, row in r.items()))

@@ -175,6 +175,8 @@ def register_bench(sub) -> None:
     p.add_argument("--repeats", type=int, default=60)
     p.add_argument("--products", type=int, default=6)
     p.add_argument("--no-docs", action="store_true")
+    p.add_argument("--backbone-batch", action="store_true",
+                   help="instead: the backbone's CPU cost per image by images per ONNX call (stage1.backbone_batch)")
     add_config_flags(p)
     p.set_defaults(func=_bench)
 
@@ -189,6 +191,14 @@ def _bench(args: argparse.Namespace) -> int:
 
     cfg = load_config(args)
     stage1 = LearnedStage1(args.weights or DEFAULT_STAGE1_DIR, cfg.stage1)
+    if args.backbone_batch:
+        from stage1.bench import backbone_batch_markdown, backbone_batch_sizes
+
+        text = backbone_batch_markdown(backbone_batch_sizes(stage1.backbone.directory), stage1.version)
+        print(text)
+        if not args.no_docs:
+            write_section("docs/benchmarks.md", "backbone-batch", "## Stage 1's backbone by images per call\n\n" + text)
+        return 0
     result = run_bench(stage1, jpeg_candidates(args.products), args.repeats)
     text = f"Command: `agpis bench stage1`. Stage 1 {stage1.version}.\n\n" + markdown(result)
     print(text)

@@ -101,3 +101,14 @@ class Stage1Config:
     # ONNX Runtime threads of the backbone in one request; EdgeBoxes and the checks run beside
     # it on a second thread, so 1 keeps a request on the 2 cores without oversubscribing them.
     threads: int = 1
+    # A second thread per request for EdgeBoxes, the checks, the colours and the pair matching
+    # (the service: one request's latency on 2 cores). Off where other processes already fill
+    # the cores (`agpis batch`'s actors with batch.threads_per_actor 1): there it only added
+    # switching, 9.6/9.0 -> 10.1/9.3 products/s without it (docs/benchmarks.md).
+    side_thread: bool = True
+    # Images per ONNX Runtime call of the backbone. On CPU the cost per image grows with the call's
+    # size (`agpis bench stage1 --backbone-batch`, CPU ms per image, 1 thread: 5.4 at 1 image, 5.3
+    # at 2, 7.2 at 7, 7.5 at 56; 2 threads: 6.6 at 2, 7.1 at 7, 8.2 at 56): a batch block's 56
+    # images in one call cost ~15 ms more a product than 2 at a time. The maps do not depend on
+    # the call's size (tests/stage1/test_backbone.py). 0: all of a call's images at once (a GPU).
+    backbone_batch: int = 2

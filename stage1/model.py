@@ -74,14 +74,15 @@ class LearnedStage1:
         if unknown:
             raise ValueError(f"{path}: outputs {sorted(unknown)} are not rule ids in agpis.rules")
         self.heads = NumpyHeads(heads_cfg, load_file(str(heads_path)))
-        self.backbone = Backbone(self.directory, threads=self.config.threads)
+        self.backbone = Backbone(self.directory, threads=self.config.threads, max_batch=self.config.backbone_batch)
         self.version = str(m["version"])
         self.check_cfg = check_config(self.config)
         self.prop_cfg = ProposalConfig(side=self.config.proposal_side, max_boxes=self.config.max_proposals)
         self.dup_cfg = DuplicateConfig()
         self._text = None
         self._text_lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="stage1")
+        # None: no side thread (Stage1Config.side_thread), the calling thread does every task
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="stage1") if self.config.side_thread else None
 
     def text_detector(self):
         with self._text_lock:  # created on first use: most requests never need it
@@ -401,12 +402,12 @@ class _Shared:
     thread that calls help() or map(): OpenCV, ONNX Runtime and numpy's larger steps release the
     GIL, so both cores work. Results are kept in the tasks' order."""
 
-    def __init__(self, pool: ThreadPoolExecutor, tasks: list, fn: Callable):
+    def __init__(self, pool: ThreadPoolExecutor | None, tasks: list, fn: Callable):
         self.results: list = [None] * len(tasks)
         self._next = iter(enumerate(tasks))
         self._lock = threading.Lock()
         self._fn = fn
-        self._side = pool.submit(self.help)
+        self._side = pool.submit(self.help) if pool is not None else None  # None: this thread alone
 
     def help(self) -> None:
         while True:
@@ -420,7 +421,7 @@ class _Shared:
         """Ms this thread waited for the pool thread's last task (its error raised here). Called
         once this thread found no task left: a pool thread not yet started (busy with another
         request's work) is cancelled, not waited for."""
-        if self._side.cancel():
+        if self._side is None or self._side.cancel():
             return 0.0
         t0 = time.perf_counter()
         self._side.result()

@@ -73,6 +73,17 @@ def test_committed_backbone_shapes_and_contract(backbone):
     assert backbone.features([])["final"].shape == (0, 49, 1280)
 
 
+def test_images_per_call_do_not_change_the_maps(backbone):
+    """stage1.backbone_batch only splits the ONNX calls: every image's maps are those of one call
+    over all of them, bit for bit (MobileNetV2 has no layer that mixes a batch's images)."""
+    ims = [_blobs(seed) for seed in range(5)]
+    whole = backbone.features(ims)
+    for step in (1, 2, 4):
+        split = Backbone(BASE_DIR, threads=1, max_batch=step).features(ims)
+        for key in ("patch", "final"):
+            np.testing.assert_array_equal(split[key], whole[key])
+
+
 def test_backbone_features_are_meaningful(backbone):
     """A resized copy stays close; a different product is farther (real pretrained weights)."""
     import cv2

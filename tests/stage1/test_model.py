@@ -275,8 +275,8 @@ def test_the_sellers_first_image_stays_primary_within_the_margin():
 
 def test_backbone_across_products_gives_each_product_its_own_maps_and_result(model, products):
     """`agpis batch` runs the backbone once for several products (backbone_many) and each product's
-    stage 1 with its share: the maps are those of the product's own forward, bit for bit (int8
-    MobileNetV2 has no batch-dependent layer), so every decision is the one `run` makes alone."""
+    stage 1 with its share: the maps are those of the product's own forward, bit for bit (MobileNetV2
+    has no batch-dependent layer), so every decision is the one `run` makes alone."""
     from stage1.train import resize_224
 
     ims = [ims for _, ims in products]
@@ -292,3 +292,15 @@ def test_backbone_across_products_gives_each_product_its_own_maps_and_result(mod
         assert "backbone" not in shared.timings_ms  # it ran once, before
     with pytest.raises(ValueError, match="too small"):  # a bad image is refused before the forward
         model.backbone_many([ims[0], [CandidateImage("tiny", np.zeros((4, 4, 3), np.uint8), (4, 4))]])
+
+
+def test_without_the_side_thread_every_decision_is_the_same(model, products):
+    """stage1.side_thread false (`agpis batch`'s actors): the calling thread does the side tasks
+    and the pair checks alone, and every result is the one the two threads give."""
+    alone = stage1.load(DEFAULT_STAGE1_DIR, Stage1Config(side_thread=False))
+    assert alone._pool is None
+    for p, ims in products:
+        two, one = model.run(ims, 3, title=p["title"]), alone.run(ims, 3, title=p["title"])
+        for name in ("reports", "duplicates", "removed", "primary_id", "sequences", "terminated_reason", "rejection"):
+            assert getattr(one, name) == getattr(two, name), name
+        assert one.timings_ms["wait_side_thread"] == 0.0
