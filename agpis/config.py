@@ -132,7 +132,8 @@ class BatchConfig:
     # One backbone forward for all the images of a block's products (the same maps, the same
     # decisions); false: one forward per product, as the service does (to compare the two).
     backbone_across_products: bool = True
-    # Torch/ONNX threads inside one actor: the actors already share the cores between them.
+    # Torch/ONNX threads inside one actor: the actors already share the cores between them. With 1,
+    # stage 1's side thread is off too (stage1.side_thread: it only added switching there).
     threads_per_actor: int = 1
     # Output rows per Parquet file; a killed job redoes the rows not yet in a file.
     rows_per_file: int = 500
