@@ -3,8 +3,8 @@
     INPUT (JSONL, CSV, Parquet), batch.chunk_products rows   this process: each chunk one Ray Data
       at a time, products already in DIR left out            job (from_arrow, blocks of batch_size)
       -> parse a row, fetch its images' bytes                 map_batches: tasks (batch.read_cpus)
-      -> decode, stage 1's backbone in one forward for the    map_batches: actor pool, models loaded
-         block's products, then Pipeline.run per product      once per actor (batch.actors)
+      -> decode, stage 1's backbone over the block's          map_batches: actor pool, models loaded
+         products' images, then Pipeline.run per product      once per actor (batch.actors)
          (the service's pipeline)
       -> this process: review queue (idempotent producer),
          Parquet files, progress bar, summary                 iter_batches
@@ -269,10 +269,11 @@ def error_row(product_id: str, error: str, node_id: str = "") -> dict[str, Any]:
 class Decide:
     """Ray Data actor: loads the models once, then decides on batches of products.
 
-    A batch's products are decoded first, then their images go through stage 1's backbone in ONE
-    forward (Pipeline.backbone_many: one ONNX call for ~8 products of 7 images instead of 8
-    calls), then each product runs the rest of the pipeline with its share of the maps. The
-    decision is the one Pipeline.run makes alone (tests/service/test_batch.py compares)."""
+    A batch's products are decoded first, then their images go through stage 1's backbone together
+    (Pipeline.backbone_many: ONNX calls of stage1.backbone_batch images across the products; on
+    CPU small calls are the cheapest per image, docs/benchmarks.md), then each product runs the
+    rest of the pipeline with its share of the maps. The decision is the one Pipeline.run makes
+    alone (tests/service/test_batch.py compares)."""
 
     def __init__(self, cfg: Config):
         import ray
@@ -311,7 +312,7 @@ class Decide:
         return decoded, {"fetch": row["fetch_ms"], "decode": (time.perf_counter() - t0) * 1000}
 
     def backbone(self, products: list[tuple[list, dict[str, float]]]) -> list[Any]:
-        """Stage 1's backbone for all `products` in one forward -> per product its `features`
+        """Stage 1's backbone for all `products` together -> per product its `features`
         for Pipeline.run; None for each when switched off (batch.backbone_across_products), when
         stage 1 has no batched path (the placeholder) or when the forward fails: each product then
         runs its own and a bad one gets its own ERROR row. A single product has nothing to share."""

@@ -129,8 +129,9 @@ class BatchConfig:
     # life (one dataset of 12,500 blocks grew it ~8 MiB/min; chunks of 2,000 levelled off,
     # docs/benchmarks.md). Each chunk starts its actors again: a few seconds, against ~8 min of work.
     chunk_products: int = 2000
-    # One backbone forward for all the images of a block's products (the same maps, the same
-    # decisions); false: one forward per product, as the service does (to compare the two).
+    # The backbone over all the images of a block's products together, in calls of
+    # stage1.backbone_batch images (the same maps, the same decisions); false: each product's
+    # images on their own, as the service does (to compare the two).
     backbone_across_products: bool = True
     # Torch/ONNX threads inside one actor: the actors already share the cores between them. With 1,
     # stage 1's side thread is off too (stage1.side_thread: it only added switching there).

@@ -115,6 +115,9 @@ class Backbone:
         Stage1Config.backbone_batch."""
         import onnxruntime as ort
 
+        if max_batch < 0:
+            raise ValueError(f"stage1.backbone_batch is {max_batch}; expected images per call >= 1, or 0 for all at once")
+
         directory = Path(directory)
         info_path = directory / BACKBONE_JSON
         if not info_path.is_file():

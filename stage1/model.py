@@ -94,8 +94,9 @@ class LearnedStage1:
 
     # -------------------------------------------------------------------------------------
     def backbone_many(self, products: list[list[CandidateImage]]) -> list[dict[str, np.ndarray | list]]:
-        """The backbone for the images of several products in ONE forward (a catalogue batch:
-        fewer, larger ONNX calls than one per product). -> per product, what `run(features=)`
+        """The backbone for the images of several products together (a catalogue batch: ONNX
+        calls of config.backbone_batch images across products, or all in one call when it is 0,
+        e.g. on a GPU). -> per product, what `run(features=)`
         takes: {"small": its images resized for the backbone, "patch": .., "final": ..}.
         MobileNetV2 has no batch-dependent layer, so each image's maps are those of its own
         product's forward (tests/stage1/test_model.py compares them)."""

@@ -82,6 +82,8 @@ def test_images_per_call_do_not_change_the_maps(backbone):
         split = Backbone(BASE_DIR, threads=1, max_batch=step).features(ims)
         for key in ("patch", "final"):
             np.testing.assert_array_equal(split[key], whole[key])
+    with pytest.raises(ValueError, match="backbone_batch"):
+        Backbone(BASE_DIR, max_batch=-1)
 
 
 def test_backbone_features_are_meaningful(backbone):
