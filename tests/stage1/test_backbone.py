@@ -259,3 +259,14 @@ def test_float_export_folds_the_pads_without_changing_outputs(tmp_path):
     b = ort.InferenceSession(str(tmp_path / "folded.onnx"), providers=["CPUExecutionProvider"]).run(None, {"x": x})
     for u, v in zip(a, b):
         np.testing.assert_allclose(u, v, atol=1e-5)
+
+
+def test_backbone_batch_bench_measures_each_call_size():
+    """`agpis bench stage1 --backbone-batch`: CPU ms per image for each size and thread count,
+    and the markdown table that docs/benchmarks.md gets."""
+    from stage1.bench import backbone_batch_markdown, backbone_batch_sizes
+
+    got = backbone_batch_sizes(BASE_DIR, sizes=(1, 3), threads=(1,), seconds=0.05, log=lambda *_: None)
+    assert list(got) == [1] and list(got[1]) == [1, 3] and all(v > 0 for v in got[1].values())
+    table = backbone_batch_markdown(got, "v-test")
+    assert "| threads | 1 | 3 |" in table and table.count("\n| 1 | ") == 1 and "v-test" in table
