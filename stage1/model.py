@@ -1,10 +1,12 @@
 """The learned stage 1 (paper §3.3): primary image, non-compliant removal, duplicate removal,
 candidate sequences; every removal with a rule id, a sentence and, where there is one, a box.
 
-One request, 7 images: one resize to 224 per image, ONE batched backbone forward (float32 ONNX)
-whose maps feed the heads, the duplicate detector and stage 2; EdgeBoxes, the checks and the
-colours (stage1/colour.py) run on a second thread meanwhile. Then the heads (numpy), the text detector on at most a couple of
-suspected images, the decisions, and the duplicate matching among the survivors.
+One request, 7 images: one resize to 224 per image, the backbone (float32 ONNX, in calls of
+config.backbone_batch images) whose maps feed the heads, the duplicate detector and stage 2;
+EdgeBoxes, the checks and the colours (stage1/colour.py) run on a second thread meanwhile
+(config.side_thread; without it, after the backbone on the calling thread). Then the heads
+(numpy), the text detector on at most a couple of suspected images, the decisions, and the
+duplicate matching among the survivors.
 """
 from __future__ import annotations
 
